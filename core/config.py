@@ -1,0 +1,135 @@
+"""Foley's settings: one object, read from `FOLEY_*` environment variables.
+
+Every path a setting names is local; nothing here reaches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Libraries Foley uses try the Hugging Face hub at import time unless told not to.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = REPO_ROOT / "models"
+
+
+class ConfigError(ValueError):
+    """A setting has a value Foley cannot run with."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FOLEY_", extra="ignore")
+
+    environment: str = Field("development", description="development or production")
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "foley-data")
+
+    # Catalog and vector index. Unset means the embedded default in the data dir.
+    database_url: str | None = None
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    qdrant_collection: str = "sounds"
+
+    # CLAP: a compact checkpoint folder (config.json + model.safetensors) or an
+    # official LAION .pt file with `clap_amodel` naming its audio branch.
+    clap_checkpoint: Path = DEFAULT_MODELS_DIR / "clap-compact"
+    clap_amodel: str = "HTSAT-tiny"
+    clap_text_model: str = "roberta"
+    clap_enable_fusion: bool = False
+    clap_batch_size: int = 16
+    device: str = "cpu"
+
+    # Decode limits, checked from the header before any decoding.
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_duration_s: float = 600.0
+    max_sample_rate: int = 192_000
+    max_channels: int = 8
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_keys: str = ""
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("max_file_bytes", "max_sample_rate", "max_channels", "clap_batch_size")
+    @classmethod
+    def _positive_int(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be a positive number")
+        return value
+
+    @field_validator("max_duration_s")
+    @classmethod
+    def _positive_float(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive number of seconds")
+        return value
+
+    @field_validator("api_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 < value < 65536:
+            raise ValueError("must be a TCP port between 1 and 65535")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_explicit(self) -> Settings:
+        if self.environment == "production":
+            if not self.data_dir.is_absolute():
+                raise ValueError("FOLEY_DATA_DIR must be an absolute path in production")
+            if not self.api_keys or "changethis" in self.api_keys:
+                raise ValueError("FOLEY_API_KEYS must be set to real keys in production")
+        return self
+
+    @property
+    def catalog_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.resolve() / 'catalog.sqlite3'}"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.store_path):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, validated once; raises ConfigError with every problem."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"FOLEY_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

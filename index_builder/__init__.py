@@ -1,0 +1,1 @@
+"""Foley index_builder."""

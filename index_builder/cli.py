@@ -1,0 +1,258 @@
+"""`foley`: the command line. Output here is the command's own, so it prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.config import ConfigError, Settings, get_settings
+
+log = logging.getLogger("foley")
+
+
+class CommandError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _bar(total: int, desc: str, unit: str = "file") -> Callable[[int, int], None]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+    def update(done: int, new_total: int) -> None:
+        if bar.total != new_total:
+            bar.total = new_total
+        bar.update(done - bar.n)
+        if done >= new_total:
+            bar.close()
+
+    return update
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from core.audio import DecodeLimits
+    from core.db import Catalog
+    from generative.registry import get_clap
+    from index_builder.runner import index_library
+
+    roots = [Path(p).expanduser() for p in args.paths]
+    for root in roots:
+        if not root.is_dir():
+            raise CommandError(f"{root} is not a folder")
+    settings.ensure_dirs()
+    catalog = Catalog(settings.catalog_url)
+    clap = get_clap(settings)
+    failed = 0
+    for root in roots:
+        progress = _bar(0, f"indexing {root.name or root}")
+        summary = index_library(
+            catalog,
+            clap,
+            root,
+            DecodeLimits.from_settings(settings),
+            batch_size=args.batch_size,
+            progress=progress,
+        )
+        progress(0, 0)
+        c = summary.counts
+        print(
+            f"{root}: {summary.files} audio files ({summary.unchanged} unchanged), "
+            f"{c.added} new sounds, {c.embedded} embedded, {summary.vanished} vanished, "
+            f"{c.removed_sounds} sounds removed, {summary.skipped_non_audio} non-audio skipped, "
+            f"{len(summary.failures)} failed, {summary.seconds:.1f} s"
+        )
+        for path, message in summary.failures:
+            print(f"  failed: {path}: {message}")
+        failed += len(summary.failures)
+    _sync_if_possible(settings, catalog, clap)
+    catalog.dispose()
+    return 1 if failed and args.strict else 0
+
+
+def _sync_if_possible(settings: Settings, catalog: object, clap: object) -> None:
+    from core.db import Catalog
+    from core.vector_index import IndexLockedError, open_vector_index
+    from index_builder.syncer import IndexSyncer
+
+    assert isinstance(catalog, Catalog)
+    try:
+        index = open_vector_index(settings, clap.dim)  # type: ignore[attr-defined]
+    except IndexLockedError:
+        print("the index is open in a running `foley serve`; it applies these changes itself")
+        return
+    try:
+        applied = IndexSyncer(catalog, index, clap.model_id).sync()  # type: ignore[attr-defined]
+        index.optimize()
+        print(f"index: {applied} changes applied, {index.count()} sounds searchable")
+    finally:
+        index.close()
+
+
+def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    from search.service import Foley
+
+    foley = Foley.open(settings)
+    try:
+        count = foley.syncer.rebuild(progress=_bar(0, "reindexing", "sound"))
+        print(f"index rebuilt from the catalog: {count} sounds")
+    finally:
+        foley.close()
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from search.service import Foley
+
+    foley = Foley.open(settings)
+    try:
+        diff = foley.syncer.diff()
+        print(f"model: {foley.clap.model_id}; index points: {foley.index.count()}")
+        print(f"pending outbox entries: {diff.pending}")
+        if diff.model_mismatch:
+            print(f"model mismatch: {diff.model_mismatch}")
+        for label, ids in (
+            ("missing from index", diff.missing),
+            ("not in catalog", diff.extra),
+            ("stale vectors", diff.stale),
+        ):
+            shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")
+            print(f"{label}: {len(ids)}" + (f" ({shown})" if ids else ""))
+        if diff.clean and not diff.pending:
+            print("catalog and index agree")
+            return 0
+        if args.repair:
+            foley.syncer.repair(diff)
+            after = foley.syncer.diff()
+            print("repaired" if after.clean and not after.pending else "repair incomplete")
+            return 0 if after.clean else 1
+        print("run `foley doctor --repair` to fix")
+        return 1
+    finally:
+        foley.close()
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from core.vector_index import IndexLockedError, SearchFilter
+    from search.pipeline import search_text
+    from search.service import Foley
+
+    flt = SearchFilter(args.min_duration, args.max_duration, args.source, tuple(args.tag or ()))
+    try:
+        foley = Foley.open(settings)
+    except IndexLockedError:
+        return _search_remote(args, settings)
+    try:
+        foley.sync()
+        results = search_text(foley, args.query, args.k, flt)
+    finally:
+        foley.close()
+    _print_results([(r.id, r.score, r.duration, r.title, r.tags) for r in results])
+    return 0
+
+
+def _search_remote(args: argparse.Namespace, settings: Settings) -> int:
+    """The index is held by a running server: ask it instead."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    query = {"q": args.query, "k": args.k}
+    url = (
+        f"http://{settings.api_host}:{settings.api_port}/api/search?{urllib.parse.urlencode(query)}"
+    )
+    with urllib.request.urlopen(url, timeout=60) as response:
+        body = json.load(response)
+    _print_results(
+        [(r["id"], r["score"], r["duration"], r["title"], r["tags"]) for r in body["data"]]
+    )
+    return 0
+
+
+def _print_results(rows: Sequence[tuple[int, float, float, str, list[str]]]) -> None:
+    if not rows:
+        print("no results")
+        return
+    print(f"{'#':>3}  {'id':>6}  {'score':>6}  {'dur s':>6}  title  [tags]")
+    for rank, (sound_id, score, duration, title, tags) in enumerate(rows, 1):
+        print(
+            f"{rank:>3}  {sound_id:>6}  {score:6.3f}  {duration:6.2f}  {title}  [{', '.join(tags)}]"
+        )
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from search.api.main import create_app
+
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    print(f"Foley is serving http://{host}:{port}/api (Ctrl-C stops)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="foley", description="Search a sound library by description."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="index (or re-index) library folders")
+    p.add_argument("paths", nargs="+", help="folders of sound files")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--strict", action="store_true", help="exit 1 if any file failed")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("reindex", help="rebuild the vector index from the catalog")
+    p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser("doctor", help="compare catalog and index")
+    p.add_argument("--repair", action="store_true", help="fix the differences found")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("search", help="search by description")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--min-duration", type=float)
+    p.add_argument("--max-duration", type=float)
+    p.add_argument("--source", choices=["library", "upload", "generated"])
+    p.add_argument("--tag", action="append")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("serve", help="serve the HTTP API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    from index_builder.cli_models import add_model_commands
+
+    add_model_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from core.audio import AudioError
+    from core.vector_index import VectorIndexError
+
+    try:
+        settings = get_settings()
+        return int(args.func(args, settings))
+    except (ConfigError, CommandError, AudioError, VectorIndexError, FileNotFoundError) as exc:
+        print(f"foley: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("foley: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""`foley corpus|train|eval|demo`: building data, training and evaluating models, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from core.config import DEFAULT_MODELS_DIR, Settings
+
+
+def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.corpus.build import build_corpus
+
+    stats = build_corpus(
+        Path(args.out), size=args.size, seed=args.seed, install=not args.no_install
+    )
+    print(f"corpus written to {args.out}: {stats}")
+    return 0
+
+
+def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.clap_train import train_clap
+
+    out = train_clap(
+        Path(args.corpus), Path(args.out), seed=args.seed, max_minutes=args.max_minutes
+    )
+    print(f"compact CLAP written to {out}")
+    return 0
+
+
+def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
+    from generative import clap_eval
+
+    checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
+    report = clap_eval.evaluate_clap(Path(args.corpus), checkpoint)
+    print(clap_eval.format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Build a demo library from the corpus's held-out clips, index it, and serve it."""
+    from generative.corpus.build import build_corpus
+    from generative.corpus.demo import build_demo_library
+
+    from index_builder.cli import main as foley_main
+
+    data = settings.data_dir
+    corpus = data / "demo-corpus"
+    library = Path(args.library) if args.library else data / "demo-library"
+    if not args.library:
+        if not (corpus / "manifest.jsonl").exists():
+            print(f"building the demo corpus in {corpus} (first run only)")
+            build_corpus(corpus, size="demo", seed=0)
+        if not library.exists():
+            count = build_demo_library(corpus, library, max_clips=args.clips)
+            print(f"demo library: {count} clips in {library}")
+    code = foley_main(["index", str(library)])
+    if code:
+        return code
+    host, port = settings.api_host, settings.api_port
+    print(
+        "try:\n"
+        f"  curl 'http://{host}:{port}/api/search?q=a+siren+in+a+large+hall&k=5'\n"
+        f"  foley search 'rain on a window'"
+    )
+    return foley_main(["serve"])
+
+
+def add_model_commands(sub: Any) -> None:
+    corpus = sub.add_parser("corpus", help="the Foley training corpus")
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
+    p = corpus_sub.add_parser("build", help="build the corpus (deterministic for a seed)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", choices=["small", "default", "demo"], default="default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-install", action="store_true", help="do not apt-get missing sources")
+    p.set_defaults(func=cmd_corpus_build)
+
+    train = sub.add_parser("train", help="train a compact model")
+    train_sub = train.add_subparsers(dest="model", required=True)
+    p = train_sub.add_parser("clap", help="train the compact CLAP on the corpus")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", default=str(DEFAULT_MODELS_DIR / "clap-compact"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=55.0)
+    p.set_defaults(func=cmd_train_clap)
+
+    evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")
+    eval_sub = evaluate.add_subparsers(dest="model", required=True)
+    p = eval_sub.add_parser("clap", help="retrieval and zero-shot metrics of a CLAP checkpoint")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint")
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.set_defaults(func=cmd_eval_clap)
+
+    p = sub.add_parser("demo", help="build a demo library, index it and serve search")
+    p.add_argument("library", nargs="?", help="index this folder instead of the demo library")
+    p.add_argument("--clips", type=int, default=3000)
+    p.set_defaults(func=cmd_demo)

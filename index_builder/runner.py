@@ -1,0 +1,225 @@
+"""Runner: reader -> embedder -> writer, a batch at a time, with progress.
+
+The runner knows nothing about CLAP; it is handed something that embeds audio.
+Re-running is incremental: an unchanged file (same size and mtime, already embedded
+under this model) is skipped without being read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from core.audio import DecodeLimits
+from core.catalog import Embedding, Library, Location, ScanError, utcnow
+from core.db import Catalog
+from index_builder.embed import (
+    AudioEmbedder,
+    Decoded,
+    Failed,
+    content_hash,
+    decode_for,
+    embed_decoded,
+)
+from index_builder.scan import LibraryFile, tags_from_path, title_from_path, walk_library
+from index_builder.writer import (
+    FileOutcome,
+    WriteCounts,
+    delete_orphans,
+    remove_locations,
+    write_batch,
+)
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class IndexSummary:
+    files: int = 0
+    unchanged: int = 0
+    skipped_non_audio: int = 0
+    vanished: int = 0
+    counts: WriteCounts = field(default_factory=WriteCounts)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Known:
+    sound_id: int
+    size: int
+    mtime_ns: int
+    embedded: bool
+
+
+def register_library(catalog: Catalog, root: Path) -> int:
+    root = root.expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    with catalog.session() as session:
+        library = session.scalar(select(Library).where(Library.path == str(root)))
+        if library is None:
+            library = Library(path=str(root), name=root.name or str(root))
+            session.add(library)
+            session.flush()
+        return library.id
+
+
+def index_library(
+    catalog: Catalog,
+    model: AudioEmbedder,
+    root: Path,
+    limits: DecodeLimits,
+    *,
+    batch_size: int = 16,
+    progress: ProgressFn | None = None,
+) -> IndexSummary:
+    started = time.monotonic()
+    library_id = register_library(catalog, root)
+    root = root.expanduser().resolve()
+    walked = walk_library(root)
+    known = _known_locations(catalog, library_id, model.model_id)
+    todo = [f for f in walked.files if not _unchanged(known.get(str(f.path)), f)]
+    summary = IndexSummary(
+        files=len(walked.files),
+        unchanged=len(walked.files) - len(todo),
+        skipped_non_audio=walked.skipped_non_audio,
+    )
+    log.info("%s: %d audio files, %d to index", root, len(walked.files), len(todo))
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        outcomes = _process(catalog, model, root, library_id, batch, limits)
+        with catalog.session() as session:
+            summary.counts.add(write_batch(session, outcomes, model.model_id))
+        if progress:
+            progress(min(start + batch_size, len(todo)), len(todo))
+    seen = {str(f.path) for f in walked.files}
+    summary.vanished = _forget_vanished(catalog, library_id, seen, summary)
+    with catalog.session() as session:
+        library = session.get(Library, library_id)
+        if library is not None:
+            library.last_scan_at = utcnow()
+        errors = session.scalars(
+            select(ScanError).where(ScanError.library_id == library_id).order_by(ScanError.path)
+        )
+        summary.failures = [(e.path, e.message) for e in errors]
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _known_locations(catalog: Catalog, library_id: int, model_id: str) -> dict[str, _Known]:
+    with catalog.session() as session:
+        embedded = set(
+            session.scalars(select(Embedding.sound_id).where(Embedding.model_id == model_id))
+        )
+        rows = session.execute(
+            select(Location.path, Location.sound_id, Location.size, Location.mtime_ns).where(
+                Location.library_id == library_id
+            )
+        )
+        return {
+            path: _Known(sound_id, size, mtime, sound_id in embedded)
+            for path, sound_id, size, mtime in rows
+        }
+
+
+def _unchanged(known: _Known | None, file: LibraryFile) -> bool:
+    return (
+        known is not None
+        and known.embedded
+        and known.size == file.size
+        and known.mtime_ns == file.mtime_ns
+    )
+
+
+def _process(
+    catalog: Catalog,
+    model: AudioEmbedder,
+    root: Path,
+    library_id: int,
+    batch: Sequence[LibraryFile],
+    limits: DecodeLimits,
+) -> list[FileOutcome]:
+    """Hash every file; decode and embed only bytes the catalog has not embedded yet."""
+    outcomes: list[FileOutcome] = []
+    payloads: dict[int, bytes] = {}
+    for file in batch:
+        outcome = FileOutcome(
+            path=str(file.path),
+            size=file.size,
+            mtime_ns=file.mtime_ns,
+            library_id=library_id,
+            content_hash=None,
+            result=None,
+            title=title_from_path(file.path),
+            tags=tags_from_path(file.path, root),
+        )
+        try:
+            data = file.path.read_bytes()
+        except OSError as exc:
+            outcome.result = Failed(
+                "unreadable", f"{file.path.name} cannot be read: {exc.strerror}"
+            )
+        else:
+            outcome.content_hash = content_hash(data)
+            payloads[len(outcomes)] = data
+        outcomes.append(outcome)
+    embedded = _embedded_hashes(catalog, model.model_id, [o.content_hash for o in outcomes])
+    to_embed: dict[str, list[int]] = {}
+    for i in payloads:
+        digest = outcomes[i].content_hash
+        if digest is not None and digest not in embedded:
+            to_embed.setdefault(digest, []).append(i)
+    decoded: list[tuple[list[int], Decoded]] = []
+    for positions in to_embed.values():
+        first = positions[0]
+        result = decode_for(model, payloads[first], Path(outcomes[first].path).name, limits)
+        if isinstance(result, Failed):
+            for i in positions:
+                outcomes[i].result = result
+        else:
+            decoded.append((positions, result))
+    vectors = embed_decoded(model, [d for _, d in decoded])
+    for (positions, _), vector in zip(decoded, vectors, strict=True):
+        # The first path with these bytes carries the embedding; the rest only link.
+        outcomes[positions[0]].result = vector
+    return outcomes
+
+
+def _embedded_hashes(catalog: Catalog, model_id: str, hashes: Sequence[str | None]) -> set[str]:
+    from core.catalog import Sound
+
+    wanted = [h for h in hashes if h]
+    if not wanted:
+        return set()
+    with catalog.session() as session:
+        rows = session.scalars(
+            select(Sound.content_hash)
+            .join(Embedding, Embedding.sound_id == Sound.id)
+            .where(Sound.content_hash.in_(wanted), Embedding.model_id == model_id)
+        )
+        return set(rows)
+
+
+def _forget_vanished(
+    catalog: Catalog, library_id: int, seen: set[str], summary: IndexSummary
+) -> int:
+    with catalog.session() as session:
+        paths = set(session.scalars(select(Location.path).where(Location.library_id == library_id)))
+        gone = sorted(paths - seen)
+        touched = remove_locations(session, gone)
+        summary.counts.removed_sounds += delete_orphans(session, touched)
+        stale_errors = session.scalars(
+            select(ScanError).where(ScanError.library_id == library_id)
+        ).all()
+        for error in stale_errors:
+            if error.path not in seen:
+                session.delete(error)
+        return len(gone)

@@ -1,0 +1,57 @@
+"""Is this Foley healthy: catalog, index and model state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+from sqlalchemy import func, select, text
+
+from core.catalog import Sound
+from search.api.deps import FoleyDep
+from search.service import Foley
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+    catalog: dict[str, object]
+    index: dict[str, object]
+    model: dict[str, object]
+
+
+def _check(foley: Foley) -> Health:
+    status = "ok"
+    catalog: dict[str, object] = {"backend": foley.catalog.engine.dialect.name}
+    try:
+        with foley.catalog.session() as session:
+            session.execute(text("SELECT 1"))
+            catalog["sounds"] = session.scalar(select(func.count()).select_from(Sound)) or 0
+        catalog["ok"] = True
+    except Exception as exc:  # health reports every failure rather than raising
+        catalog.update(ok=False, error=str(exc))
+        status = "degraded"
+    index: dict[str, object] = {"backend": type(foley.index).__name__}
+    try:
+        with foley.lock:
+            index["points"] = foley.index.count()
+        index["pending_changes"] = foley.syncer.pending()
+        index["model_id"] = foley.syncer.indexed_model()
+        index["ok"] = True
+    except Exception as exc:
+        index.update(ok=False, error=str(exc))
+        status = "degraded"
+    model = {
+        "model_id": foley.clap.model_id,
+        "dim": foley.clap.dim,
+        "sample_rate": foley.clap.sample_rate,
+        "loaded": True,
+    }
+    return Health(status=status, catalog=catalog, index=index, model=model)
+
+
+@router.get("", response_model=Health)
+async def health(foley: FoleyDep) -> Health:
+    """Report catalog, index and model state."""
+    return await run_in_threadpool(_check, foley)

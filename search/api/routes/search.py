@@ -1,0 +1,103 @@
+"""Search the library by description or by an example clip."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from core.vector_index import SearchFilter
+from search.api.deps import FoleyDep
+from search.pipeline import (
+    MAX_K,
+    QueryError,
+    SoundResult,
+    search_audio,
+    search_like_sound,
+    search_text,
+)
+
+router = APIRouter(prefix="/search", tags=["search"])
+
+
+class SoundHitPublic(BaseModel):
+    id: int
+    score: float
+    title: str
+    duration: float
+    tags: list[str]
+    source: str
+    caption: str | None
+    format: str
+    audio_url: str
+
+
+class SearchResults(BaseModel):
+    data: list[SoundHitPublic]
+    count: int
+
+
+def _results(hits: list[SoundResult]) -> SearchResults:
+    data = [SoundHitPublic.model_validate(hit, from_attributes=True) for hit in hits]
+    return SearchResults(data=data, count=len(data))
+
+
+def _filter(
+    min_duration: float | None, max_duration: float | None, source: str | None, tags: list[str]
+) -> SearchFilter:
+    if min_duration is not None and max_duration is not None and min_duration > max_duration:
+        raise QueryError("min_duration is greater than max_duration")
+    if source is not None and source not in {"library", "upload", "generated"}:
+        raise QueryError("source must be one of library, upload, generated")
+    return SearchFilter(min_duration, max_duration, source, tuple(t.strip().lower() for t in tags))
+
+
+@router.get("", response_model=SearchResults)
+async def search_by_text(
+    foley: FoleyDep,
+    q: Annotated[str, Query(description="what the sound is like", max_length=1000)],
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    min_duration: Annotated[float | None, Query(ge=0)] = None,
+    max_duration: Annotated[float | None, Query(ge=0)] = None,
+    source: str | None = None,
+    tag: Annotated[list[str] | None, Query()] = None,
+) -> SearchResults:
+    """Find sounds matching a text description, best first."""
+    flt = _filter(min_duration, max_duration, source, tag or [])
+    return _results(await run_in_threadpool(search_text, foley, q, k, flt))
+
+
+@router.post("/audio", response_model=SearchResults)
+async def search_by_audio(
+    foley: FoleyDep,
+    file: Annotated[UploadFile | None, File(description="an example clip")] = None,
+    sound_id: Annotated[int | None, Form(description="or a sound already in the library")] = None,
+    k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+    min_duration: Annotated[float | None, Form(ge=0)] = None,
+    max_duration: Annotated[float | None, Form(ge=0)] = None,
+    source: Annotated[str | None, Form()] = None,
+    tag: Annotated[list[str] | None, Form()] = None,
+) -> SearchResults:
+    """Find sounds similar to an uploaded clip or to a sound in the library."""
+    flt = _filter(min_duration, max_duration, source, tag or [])
+    if (file is None) == (sound_id is None):
+        raise QueryError("send exactly one of: an audio file in `file`, or a `sound_id`")
+    if sound_id is not None:
+        return _results(await run_in_threadpool(search_like_sound, foley, sound_id, k, flt))
+    assert file is not None
+    data = await _read_limited(file, foley.limits.max_bytes)
+    name = file.filename or "upload"
+    return _results(await run_in_threadpool(search_audio, foley, data, name, k, flt))
+
+
+async def _read_limited(file: UploadFile, max_bytes: int) -> bytes:
+    from core.audio import TooLargeError
+
+    data = await file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TooLargeError(
+            file.filename or "the upload", f"is larger than the {max_bytes}-byte upload limit"
+        )
+    return data

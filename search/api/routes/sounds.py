@@ -1,0 +1,162 @@
+"""Sounds in the catalog, and their audio."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from core.audio import content_type
+from core.catalog import Library, Sound
+from search.api.deps import FoleyDep, SessionDep
+
+router = APIRouter(prefix="/sounds", tags=["sounds"])
+
+CHUNK = 64 * 1024
+
+
+class SoundPublic(BaseModel):
+    id: int
+    content_hash: str
+    title: str
+    caption: str | None
+    tags: list[str]
+    source: str
+    duration: float
+    sample_rate: int
+    channels: int
+    format: str
+    size: int
+    created_at: datetime
+    locations: list[str]
+    audio_url: str
+
+
+class SoundsPublic(BaseModel):
+    data: list[SoundPublic]
+    count: int
+
+
+def _public(sound: Sound) -> SoundPublic:
+    return SoundPublic(
+        id=sound.id,
+        content_hash=sound.content_hash,
+        title=sound.title,
+        caption=sound.caption,
+        tags=list(sound.tags),
+        source=sound.source,
+        duration=sound.duration,
+        sample_rate=sound.sample_rate,
+        channels=sound.channels,
+        format=sound.format,
+        size=sound.size,
+        created_at=sound.created_at,
+        locations=sorted(loc.path for loc in sound.locations),
+        audio_url=f"/api/sounds/{sound.id}/audio",
+    )
+
+
+@router.get("", response_model=SoundsPublic)
+def list_sounds(
+    session: SessionDep,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> SoundsPublic:
+    """List sounds in the catalog, newest first."""
+    count = session.scalar(select(func.count()).select_from(Sound)) or 0
+    sounds = session.scalars(
+        select(Sound).order_by(Sound.id.desc()).offset(skip).limit(limit)
+    ).all()
+    return SoundsPublic(data=[_public(s) for s in sounds], count=count)
+
+
+@router.get("/{sound_id}", response_model=SoundPublic)
+def get_sound(session: SessionDep, sound_id: int) -> SoundPublic:
+    """One sound's catalog record."""
+    sound = session.get(Sound, sound_id)
+    if sound is None:
+        raise HTTPException(404, f"no sound with id {sound_id}")
+    return _public(sound)
+
+
+@router.get("/{sound_id}/audio", response_model=None)
+def get_sound_audio(
+    foley: FoleyDep,
+    session: SessionDep,
+    sound_id: int,
+    range_header: Annotated[str | None, Header(alias="range")] = None,
+) -> Response:
+    """Stream a sound's file; supports HTTP Range requests."""
+    sound = session.get(Sound, sound_id)
+    if sound is None:
+        raise HTTPException(404, f"no sound with id {sound_id}")
+    roots = [Path(p) for p in session.scalars(select(Library.path))]
+    roots.append(foley.settings.data_dir.resolve())
+    path = _servable_path([loc.path for loc in sound.locations], roots)
+    if path is None:
+        raise HTTPException(404, f"sound {sound_id} has no readable file inside a library")
+    media_type = content_type(path)
+    size = path.stat().st_size
+    if range_header is None:
+        return FileResponse(path, media_type=media_type, headers={"Accept-Ranges": "bytes"})
+    start, end = _parse_range(range_header, size)
+    headers = {
+        "Content-Range": f"bytes {start}-{end}/{size}",
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(end - start + 1),
+    }
+    return StreamingResponse(
+        _read_range(path, start, end), status_code=206, media_type=media_type, headers=headers
+    )
+
+
+def _servable_path(paths: list[str], roots: list[Path]) -> Path | None:
+    """The first existing path that resolves inside a library root or the data dir."""
+    for raw in sorted(paths):
+        path = Path(raw).resolve()
+        if any(path.is_relative_to(root.resolve()) for root in roots) and path.is_file():
+            return path
+    return None
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int]:
+    unsatisfiable = HTTPException(
+        416,
+        f"range {header!r} cannot be served from {size} bytes",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        raise unsatisfiable
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first == "":  # suffix: the last N bytes
+            length = int(last)
+            if length <= 0:
+                raise unsatisfiable
+            return max(size - length, 0), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        raise unsatisfiable from None
+    if start > end or start >= size:
+        raise unsatisfiable
+    return start, min(end, size - 1)
+
+
+def _read_range(path: Path, start: int, end: int) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        handle.seek(start)
+        remaining = end - start + 1
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk

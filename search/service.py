@@ -1,0 +1,79 @@
+"""The objects a Foley process shares: catalog, vector index, CLAP, and the index syncer.
+
+Built once per process (the API's lifespan or a CLI command). The embedded vector index
+belongs to exactly one process, so every write to it goes through this object's syncer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from core.audio import DecodeLimits
+from core.config import Settings
+from core.db import Catalog
+from core.vector_index import VectorIndex, open_vector_index
+from index_builder.syncer import IndexSyncer
+
+if TYPE_CHECKING:
+    from generative.clap import ClapModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Foley:
+    settings: Settings
+    catalog: Catalog
+    clap: ClapModel
+    index: VectorIndex
+    syncer: IndexSyncer
+    limits: DecodeLimits
+    # The index is not shared between threads without it.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, clap: ClapModel | None = None) -> Foley:
+        from generative.registry import get_clap
+
+        settings.ensure_dirs()
+        catalog = Catalog(settings.catalog_url)
+        model = clap if clap is not None else get_clap(settings)
+        try:
+            index = open_vector_index(settings, model.dim)
+        except Exception:
+            catalog.dispose()
+            raise
+        syncer = IndexSyncer(catalog, index, model.model_id)
+        return cls(settings, catalog, model, index, syncer, DecodeLimits.from_settings(settings))
+
+    def sync(self) -> int:
+        with self.lock:
+            return self.syncer.sync()
+
+    def start_background_sync(self, interval_s: float = 1.0) -> None:
+        """Apply outbox entries written by other processes (a CLI run, a worker)."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    applied = self.sync()
+                    if applied:
+                        log.info("applied %d catalog changes to the index", applied)
+                except Exception:
+                    log.exception("index sync failed; retrying")
+
+        self._thread = threading.Thread(target=loop, name="foley-index-sync", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self.lock:
+            self.index.close()
+        self.catalog.dispose()

@@ -1,0 +1,93 @@
+"""Shared fixtures: settings in a temporary data dir, catalogs on SQLite and PostgreSQL,
+a tiny random CLAP checkpoint, and a folder of generated sound files."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from core.config import Settings, get_settings  # noqa: E402
+from core.db import Catalog  # noqa: E402
+from tests.sounds import write_library  # noqa: E402
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("FOLEY_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="session")
+def tiny_clap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A compact checkpoint folder holding a tiny random CLAP (fixed seed)."""
+    from generative.clap import build_random_clap, save_compact
+    from generative.clap_config import tiny_clap_config
+
+    config = tiny_clap_config()
+    out = tmp_path_factory.mktemp("tiny-clap")
+    save_compact(build_random_clap(config, seed=0), config, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_clap(tiny_clap_dir: Path):  # noqa: ANN201 - ClapModel imports torch
+    from generative.clap import load_clap
+
+    return load_clap(tiny_clap_dir)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_clap_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("FOLEY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FOLEY_CLAP_CHECKPOINT", str(tiny_clap_dir))
+    for name in ("FOLEY_DATABASE_URL", "FOLEY_QDRANT_URL", "FOLEY_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty catalog database on each back end."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+        return
+    base = postgres_url()
+    if not base:
+        pytest.skip("FOLEY_TEST_POSTGRES_URL is not set: PostgreSQL catalog tests skipped")
+    yield from _fresh_postgres_database(base)
+
+
+def _fresh_postgres_database(base: str) -> Iterator[str]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"foley_test_{uuid.uuid4().hex[:12]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Iterator[Catalog]:
+    cat = Catalog(catalog_url)
+    yield cat
+    cat.dispose()
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    root = tmp_path / "library"
+    write_library(root)
+    return root
