@@ -1,0 +1,80 @@
+"""The catalog schema on SQLite and PostgreSQL: migrations, identity by hash, cascades."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from core.catalog import Embedding, Job, Location, OutboxEntry, Sound
+from core.db import Catalog
+
+
+def make_sound(content_hash: str) -> Sound:
+    return Sound(
+        content_hash=content_hash,
+        size=10,
+        duration=1.0,
+        sample_rate=16000,
+        channels=1,
+        format="wav",
+        title="t",
+        tags=["a"],
+    )
+
+
+def test_migrations_create_every_table(catalog: Catalog) -> None:
+    tables = set(inspect(catalog.engine).get_table_names())
+    assert tables >= {
+        "sounds",
+        "locations",
+        "embeddings",
+        "outbox",
+        "index_state",
+        "jobs",
+        "libraries",
+        "scan_errors",
+        "alembic_version",
+    }
+    Catalog(catalog.url).dispose()  # migrating an up-to-date catalog again is a no-op
+
+
+def test_same_bytes_are_one_sound(catalog: Catalog) -> None:
+    with catalog.session() as session:
+        session.add(make_sound("ab" * 32))
+    with pytest.raises(IntegrityError), catalog.session() as session:
+        session.add(make_sound("ab" * 32))
+    with catalog.session() as session:
+        assert session.scalar(select(func.count()).select_from(Sound)) == 1
+
+
+def test_deleting_a_sound_removes_its_locations_and_embeddings(catalog: Catalog) -> None:
+    vector = np.arange(4, dtype=np.float32)
+    with catalog.session() as session:
+        sound = make_sound("cd" * 32)
+        session.add(sound)
+        session.flush()
+        session.add(Location(sound_id=sound.id, path="/x/a.wav", size=10, mtime_ns=1))
+        session.add(
+            Embedding(sound_id=sound.id, model_id="m", dim=4, vector=Embedding.pack(vector))
+        )
+        session.add(OutboxEntry(sound_id=sound.id, op="upsert"))
+        sound_id = sound.id
+    with catalog.session() as session:
+        embedding = session.scalar(select(Embedding))
+        assert embedding is not None and np.array_equal(embedding.as_array(), vector)
+        session.delete(session.get(Sound, sound_id))
+    with catalog.session() as session:
+        assert session.scalar(select(func.count()).select_from(Location)) == 0
+        assert session.scalar(select(func.count()).select_from(Embedding)) == 0
+        assert session.scalar(select(func.count()).select_from(OutboxEntry)) == 1
+
+
+def test_jobs_keep_json_results(catalog: Catalog) -> None:
+    with catalog.session() as session:
+        session.add(Job(id="j1", kind="scan", params={"library": 1}))
+    with catalog.session() as session:
+        job = session.get(Job, "j1")
+        assert job is not None and job.status == "queued" and job.progress == 0.0
+        assert job.params == {"library": 1} and job.result is None

@@ -1,0 +1,90 @@
+"""The `foley` command line, run as a user runs it: in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+
+
+def foley(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "index_builder.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {
+        **os.environ,
+        "FOLEY_DATA_DIR": str(settings.data_dir),
+        "FOLEY_CLAP_CHECKPOINT": str(settings.clap_checkpoint),
+        "FOLEY_API_PORT": str(port),
+    }
+
+
+def test_index_rejects_a_missing_folder(env: dict[str, str], tmp_path: Path) -> None:
+    result = foley(env, "index", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert "nowhere is not a folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_index_search_and_serve(env: dict[str, str], library: Path) -> None:
+    indexed = foley(env, "index", str(library))
+    assert indexed.returncode == 0, indexed.stderr
+    assert "30 new sounds" in indexed.stdout and "30 sounds searchable" in indexed.stdout
+
+    found = foley(env, "search", "a bright bell", "-k", "3")
+    assert found.returncode == 0, found.stderr
+    rows = [line for line in found.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 3
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "index_builder.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = _wait_for_health(int(env["FOLEY_API_PORT"]), server)
+        assert health["index"]["points"] == 30 and health["status"] == "ok"
+        # The server holds the embedded index; the CLI asks the server instead.
+        remote = foley(env, "search", "a bright bell", "-k", "3")
+        assert remote.returncode == 0, remote.stderr
+        assert [line.split()[1] for line in remote.stdout.splitlines()[1:]] == [
+            line.split()[1] for line in rows
+        ]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_health(port: int, server: subprocess.Popen[str]) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.stdout.read() if server.stdout else ""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as r:
+                return json.load(r)
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("foley serve did not become healthy in 120 s")
