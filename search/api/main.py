@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from core.config import Settings, get_settings
 from search.api.errors import install_error_handlers
-from search.api.routes import health, search, sounds
+from search.api.routes import health, page, search, sounds
 from search.service import Foley
 
 api_router = APIRouter(prefix="/api")
@@ -41,4 +41,5 @@ def create_app(settings: Settings | None = None, foley: Foley | None = None) -> 
     )
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(page.router)
     return app

@@ -155,3 +155,9 @@ def test_health_reports_each_part(client: TestClient, foley: Foley) -> None:
     assert body["catalog"]["sounds"] == 30 and body["index"]["points"] == 30
     assert body["index"]["pending_changes"] == 0
     assert body["model"]["model_id"] == foley.clap.model_id
+
+
+def test_search_page_is_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/api/search" in page.text
