@@ -1,0 +1,1 @@
+"""Foley benchmarks: each prints a table and writes JSON under bench/results/."""
