@@ -11,12 +11,18 @@ from core.config import DEFAULT_MODELS_DIR, Settings
 
 
 def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
-    from generative.corpus.build import build_corpus
+    from generative.corpus.build import CorpusExistsError, build_corpus
+    from generative.corpus.sources import CorpusSourceError
+    from index_builder.cli import CommandError
 
-    stats = build_corpus(
-        Path(args.out), size=args.size, seed=args.seed, install=not args.no_install
-    )
-    print(f"corpus written to {args.out}: {stats}")
+    try:
+        stats = build_corpus(
+            Path(args.out), size=args.size, seed=args.seed, install=not args.no_install
+        )
+    except (CorpusExistsError, CorpusSourceError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"corpus written to {args.out}: {stats.clips} clips, {stats.hours:.2f} hours")
+    print(f"stats: {Path(args.out) / 'stats.md'}")
     return 0
 
 
@@ -38,6 +44,42 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
     print(clap_eval.format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
+    import shlex
+    import sys
+
+    from generative.diffatr_train import train_diffatr
+
+    out = train_diffatr(
+        Path(args.corpus),
+        Path(args.out),
+        Path(args.clap_checkpoint or settings.clap_checkpoint),
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        threads=args.threads,
+        command=shlex.join(["foley", *sys.argv[1:]]),
+    )
+    print(f"DiffATR written to {out}")
+    return 0
+
+
+def cmd_eval_rerank(args: argparse.Namespace, settings: Settings) -> int:
+    from generative import diffatr_eval
+    from generative.diffatr_train import update_card
+
+    checkpoint = Path(args.checkpoint or settings.diffatr_checkpoint)
+    clap = Path(args.clap_checkpoint or settings.clap_checkpoint)
+    report = diffatr_eval.run_eval(Path(args.corpus), checkpoint, clap, threads=args.threads)
+    table = diffatr_eval.format_report(report)
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.card:
+        update_card(checkpoint, table)
+        print(f"evaluation written into {checkpoint / 'README.md'}")
     return 0
 
 
@@ -88,6 +130,14 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=55.0)
     p.set_defaults(func=cmd_train_clap)
+    p = train_sub.add_parser("diffatr", help="train the DiffATR reranker over CLAP features")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", default=str(DEFAULT_MODELS_DIR / "diffatr"))
+    p.add_argument("--clap-checkpoint", help="CLAP whose features it reranks (default: settings)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=25.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_train_diffatr)
 
     evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")
     eval_sub = evaluate.add_subparsers(dest="model", required=True)
@@ -96,6 +146,14 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--json", help="also write the report as JSON here")
     p.set_defaults(func=cmd_eval_clap)
+    p = eval_sub.add_parser("rerank", help="CLAP alone against CLAP + DiffATR, with ablations")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint", help="DiffATR checkpoint folder (default: settings)")
+    p.add_argument("--clap-checkpoint", help="CLAP checkpoint (default: settings)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument("--card", action="store_true", help="write the tables into the model card")
+    p.set_defaults(func=cmd_eval_rerank)
 
     p = sub.add_parser("demo", help="build a demo library, index it and serve search")
     p.add_argument("library", nargs="?", help="index this folder instead of the demo library")
