@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Build a demo library from the corpus's held-out clips, index it, and serve it."""
     from generative.corpus.build import build_corpus
     from generative.corpus.demo import build_demo_library
-
     from index_builder.cli import main as foley_main
 
     data = settings.data_dir
@@ -98,14 +98,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             print(f"building the demo corpus in {corpus} (first run only)")
             build_corpus(corpus, size="demo", seed=0)
         if not library.exists():
-            count = build_demo_library(corpus, library, max_clips=args.clips)
+            partial = library.with_name(library.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted first run
+            count = build_demo_library(corpus, partial, max_clips=args.clips)
+            partial.rename(library)
             print(f"demo library: {count} clips in {library}")
     code = foley_main(["index", str(library)])
     if code:
         return code
+    example = "a siren in a large hall"
+    print(f"example: foley search {example!r}")
+    foley_main(["search", example, "-k", "5"])
     host, port = settings.api_host, settings.api_port
     print(
-        "try:\n"
+        f"open http://{host}:{port}/ in a browser, or try:\n"
         f"  curl 'http://{host}:{port}/api/search?q=a+siren+in+a+large+hall&k=5'\n"
         f"  foley search 'rain on a window'"
     )
