@@ -1,0 +1,1 @@
+"""Foley's neural models (CLAP, DiffATR, Re-AudioLDM, AutoCap) and their registry."""

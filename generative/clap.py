@@ -1,0 +1,310 @@
+"""CLAP: text and audio into one embedding space, on laion-clap's model code.
+
+Two kinds of checkpoint load through `load_clap`:
+
+- a compact checkpoint folder (`config.json` + fp16 `model.safetensors` + `README.md` card),
+  laion-clap's `CLAP` with the `transformer` text branch and the bundled CLIP tokenizer;
+- an official LAION `.pt`/`.ckpt` file (HTSAT + RoBERTa), see `generative.clap_official`.
+
+Audio embeddings are deterministic: a wave is cut from its start into fixed, non-overlapping
+windows of the checkpoint's `clip_samples`; a window shorter than that (a short file, or the
+tail of a long one) is filled by repeating its own samples; each window is embedded and
+L2-normalised; the windows are averaged, weighted by how much real audio each holds, and the
+mean is L2-normalised. No random crops anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from generative.clap_config import (
+    CARD_FILE,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    clap_module,
+    clip_tokens,
+    validate_config,
+    waveform_input,
+    window_samples,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# Rebuilt exactly from the config (STFT kernels, mel filter bank), so never stored in fp16.
+_FRONT_END = ("spectrogram_extractor.", "logmel_extractor.")
+
+
+class ClapLoadError(RuntimeError):
+    """A CLAP checkpoint is missing, unreadable or does not match its config."""
+
+
+class ClapModel:
+    """A loaded CLAP in eval mode, embedding texts and mono waves into L2-normalised vectors."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        *,
+        model_id: str,
+        sample_rate: int,
+        window: int,
+        tokenize: Callable[[list[str]], Any],
+        audio_input: Callable[[torch.Tensor], Any],
+        device: str = "cpu",
+        batch_size: int = 16,
+    ) -> None:
+        self.module = module.eval()
+        self.model_id = model_id
+        self.sample_rate = int(sample_rate)
+        self.window = int(window)
+        self.window_s = self.window / self.sample_rate
+        self.dim = int(getattr(module, "joint_embed_shape", 512))
+        self.device = device
+        self.batch_size = batch_size
+        self._tokenize = tokenize
+        self._audio_input = audio_input
+
+    @classmethod
+    def from_module(
+        cls, module: torch.nn.Module, config: dict[str, Any], model_id: str, **kwargs: Any
+    ) -> ClapModel:
+        """Wrap a compact-config `CLAP` (freshly trained, or random as a baseline)."""
+        context = int(config["text_cfg"]["context_length"])
+        return cls(
+            module,
+            model_id=model_id,
+            sample_rate=int(config["audio_cfg"]["sample_rate"]),
+            window=window_samples(config),
+            tokenize=lambda texts: clip_tokens(texts, context),
+            audio_input=waveform_input(config["audio_cfg"]),
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"ClapModel({self.model_id!r}, dim={self.dim}, sample_rate={self.sample_rate})"
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(N,) captions or queries -> (N, D) float32, unit length."""
+        import torch
+        import torch.nn.functional as F
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = [str(t) for t in texts[start : start + self.batch_size]]
+                # Always a full batch: CPU kernels round differently for other batch shapes.
+                padded = chunk + [""] * (self.batch_size - len(chunk))
+                feats = self.module.encode_text(self._tokenize(padded), self.device)  # type: ignore[operator]
+                feats = F.normalize(feats[: len(chunk)].float(), dim=-1)
+                out[start : start + len(chunk)] = feats.cpu().numpy()
+        return out
+
+    def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """(N,) mono float waves at `sample_rate`, any lengths -> (N, D) float32, unit length."""
+        windows, weights, owners = [], [], []
+        for i, wave in enumerate(waves):
+            for window, weight in split_windows(_check_wave(wave, i), self.window):
+                windows.append(window)
+                weights.append(weight)
+                owners.append(i)
+        if not windows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        per_window = self.embed_windows(np.stack(windows))  # (W, D)
+        pooled = np.zeros((len(waves), self.dim), dtype=np.float64)
+        np.add.at(pooled, np.asarray(owners), per_window * np.asarray(weights)[:, None])
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled.astype(np.float32)
+
+    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+        """(W, window) float32 -> (W, D) unit vectors, one per window, in full batches of
+        `batch_size` (the same window gives the same bits whatever shares its batch)."""
+        import torch
+        import torch.nn.functional as F
+
+        out = np.zeros((len(windows), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(windows), self.batch_size):
+                chunk = windows[start : start + self.batch_size]
+                # Zero rows make every batch full, so a window's vector never depends on
+                # how many others share its batch (CPU kernels round by batch shape).
+                x = torch.zeros((self.batch_size, windows.shape[1]), dtype=torch.float32)
+                x[: len(chunk)] = torch.from_numpy(chunk)
+                feats = audio_features(
+                    self.module, self._audio_input(x.to(self.device)), self.device
+                )
+                feats = F.normalize(feats[: len(chunk)].float(), dim=-1)
+                out[start : start + len(chunk)] = feats.cpu().numpy()
+        return out
+
+
+def audio_features(module: torch.nn.Module, audio: Any, device: str) -> torch.Tensor:
+    """laion-clap's audio branch and projection: (B, ...) input -> (B, D), not normalised."""
+    branch = module.encode_audio(audio, device)  # type: ignore[operator]
+    return module.audio_projection(branch["embedding"])  # type: ignore[operator]
+
+
+def _check_wave(wave: np.ndarray, index: int) -> np.ndarray:
+    array = np.asarray(wave, dtype=np.float32)
+    if array.ndim != 1:
+        raise ValueError(f"wave {index} has shape {array.shape}; CLAP takes mono 1-D waves")
+    if array.size == 0:
+        raise ValueError(f"wave {index} is empty")
+    if not np.isfinite(array).all():
+        raise ValueError(f"wave {index} contains NaN or infinite samples")
+    return np.clip(array, -1.0, 1.0)
+
+
+def fill_window(wave: np.ndarray, length: int) -> np.ndarray:
+    """`wave` repeated end to end and cut to `length` samples (laion-clap's repeat padding)."""
+    return np.resize(wave, length).astype(np.float32, copy=False)
+
+
+def split_windows(wave: np.ndarray, length: int) -> list[tuple[np.ndarray, float]]:
+    """Fixed windows from the start, each with the share of one window it holds in real audio."""
+    windows = []
+    for start in range(0, len(wave), length):
+        piece = wave[start : start + length]
+        windows.append((fill_window(piece, length), len(piece) / length))
+    return windows
+
+
+# --- compact checkpoints -------------------------------------------------------------------
+
+
+def build_random_clap(config: dict[str, Any], seed: int) -> torch.nn.Module:
+    """laion-clap's `CLAP` built from a config dict with seeded random weights, in eval mode."""
+    import torch
+
+    kwargs = validate_config(config)
+    model_class = clap_module().CLAP
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(**kwargs)
+    return model.eval()
+
+
+def save_compact(
+    model: torch.nn.Module, config: dict[str, Any], out_dir: Path, card: str | None = None
+) -> Path:
+    """Write `config.json`, fp16 `model.safetensors` and (with `card`) `README.md`; returns
+    `out_dir`. Each file is written under a temporary name and renamed into place."""
+    from safetensors.torch import save_file
+
+    validate_config(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: (t.half() if t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in model.state_dict().items()
+        if not any(part in name for part in _FRONT_END)
+    }
+    files: list[tuple[str, Callable[[Path], object]]] = [
+        (WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"})),
+        (CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n")),
+    ]
+    if card is not None:
+        files.append((CARD_FILE, lambda p: p.write_text(card)))
+    for name, write in files:
+        tmp = out_dir / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, out_dir / name)
+    return out_dir
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_compact_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise ClapLoadError(f"CLAP checkpoint {folder} has no {CONFIG_FILE}")
+    try:
+        return validate_config(json.loads(path.read_text()))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ClapLoadError(f"CLAP config {path} is not a laion-clap model config: {exc}") from exc
+
+
+def _load_compact(folder: Path, device: str, batch_size: int) -> ClapModel:
+    import torch
+
+    config = read_compact_config(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ClapLoadError(f"CLAP checkpoint {folder} has no {WEIGHTS_FILE}")
+    try:
+        from safetensors.torch import load_file
+
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()
+        }
+    except Exception as exc:  # safetensors raises several types for truncated or foreign files
+        raise ClapLoadError(f"cannot read CLAP weights {weights}: {exc}") from exc
+    model = build_random_clap(config, seed=0)
+    mismatch = f"CLAP weights {weights} do not match {folder / CONFIG_FILE}"
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ClapLoadError(f"{mismatch}: {str(exc).splitlines()[1:3]}") from exc
+    missing = [k for k in missing if not any(part in k for part in _FRONT_END)]
+    if missing or unexpected:
+        raise ClapLoadError(f"{mismatch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model_id = f"clap-compact:{file_digest(weights)[:12]}"
+    return ClapModel.from_module(model.to(torch.device(device)), config, model_id, device=device,
+                                 batch_size=batch_size)  # fmt: skip
+
+
+def load_clap(
+    checkpoint: Path,
+    *,
+    amodel: str = "HTSAT-tiny",
+    tmodel: str = "roberta",
+    enable_fusion: bool = False,
+    device: str = "cpu",
+    batch_size: int = 16,
+) -> ClapModel:
+    """Load a CLAP checkpoint: a compact folder, or an official LAION `.pt`/`.ckpt` file.
+
+    `amodel`, `tmodel` and `enable_fusion` describe an official file (e.g. `630k-audioset-best.pt`
+    is HTSAT-tiny + roberta without fusion) and are ignored for a compact folder, whose
+    `config.json` says everything. An official file needs RoBERTa's tokenizer and model files
+    (`roberta-base`: config.json, vocab.json, merges.txt and model.safetensors or
+    pytorch_model.bin) already in the local Hugging Face cache, since Foley runs with
+    HF_HUB_OFFLINE=1; a ClapLoadError names the files that are missing. Official files are
+    pickles: load only ones you trust. Raises ClapLoadError for a missing or corrupt checkpoint.
+    """
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        return _load_compact(path, device, batch_size)
+    if path.suffix in (".pt", ".ckpt", ".pth"):
+        from generative.clap_official import load_official
+
+        return load_official(
+            path,
+            amodel=amodel,
+            tmodel=tmodel,
+            enable_fusion=enable_fusion,
+            device=device,
+            batch_size=batch_size,
+        )
+    if not path.exists():
+        raise ClapLoadError(f"CLAP checkpoint {path} does not exist")
+    raise ClapLoadError(
+        f"CLAP checkpoint {path} is neither a compact checkpoint folder ({CONFIG_FILE} + "
+        f"{WEIGHTS_FILE}) nor an official LAION .pt/.ckpt file"
+    )

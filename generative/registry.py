@@ -1,0 +1,106 @@
+"""The process's models: each checkpoint loads once, on first use, never at import time.
+
+Call `get_clap()` from a FastAPI lifespan, a Celery `worker_process_init` handler or a CLI
+command; every later call with the same settings returns the same object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from generative.clap import ClapModel
+    from generative.diffatr import DiffATR
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_clap: dict[tuple[str, str, str, bool, str, int], ClapModel] = {}
+
+
+def get_clap(settings: Settings | None = None) -> ClapModel:
+    """The CLAP model the settings name (`FOLEY_CLAP_CHECKPOINT` and friends), loaded once."""
+    from generative.clap import load_clap
+
+    settings = settings or get_settings()
+    path = settings.clap_checkpoint.expanduser().resolve()
+    key = (
+        str(path),
+        settings.clap_amodel,
+        settings.clap_text_model,
+        settings.clap_enable_fusion,
+        settings.device,
+        settings.clap_batch_size,
+    )
+    with _lock:
+        if key not in _clap:
+            started = time.perf_counter()
+            _clap[key] = load_clap(
+                path,
+                amodel=settings.clap_amodel,
+                tmodel=settings.clap_text_model,
+                enable_fusion=settings.clap_enable_fusion,
+                device=settings.device,
+                batch_size=settings.clap_batch_size,
+            )
+            log.info(
+                "loaded CLAP %s from %s in %.1f s",
+                _clap[key].model_id,
+                path,
+                time.perf_counter() - started,
+            )
+        return _clap[key]
+
+
+def clear_models() -> None:
+    """Forget every loaded model (tests; a process that switches checkpoints)."""
+    with _lock:
+        _clap.clear()
+
+
+# --- DiffATR reranker ---------------------------------------------------------------------
+
+_diffatr: dict[tuple[str, str], tuple[DiffATR | None, str]] = {}
+
+
+def get_diffatr(settings: Settings | None = None) -> DiffATR | None:
+    """The DiffATR reranker at `FOLEY_DIFFATR_CHECKPOINT`, loaded once; None when that folder
+    is missing or unreadable (search then runs without reranking; see `diffatr_status`)."""
+    return _load_diffatr(settings or get_settings())[0]
+
+
+def diffatr_status(settings: Settings | None = None) -> str:
+    """Why the reranker is or is not available, in a few words."""
+    return _load_diffatr(settings or get_settings())[1]
+
+
+def _load_diffatr(settings: Settings) -> tuple[DiffATR | None, str]:
+    path = settings.diffatr_checkpoint.expanduser().resolve()
+    key = (str(path), settings.device)
+    with _lock:
+        if key not in _diffatr:
+            _diffatr[key] = _open_diffatr(path, settings.device)
+        return _diffatr[key]
+
+
+def _open_diffatr(path: Path, device: str) -> tuple[DiffATR | None, str]:
+    if not path.is_dir():
+        log.warning("no DiffATR checkpoint at %s: search results are not reranked", path)
+        return None, f"no checkpoint at {path}"
+    from generative.diffatr import DiffATRLoadError, load_diffatr
+
+    started = time.perf_counter()
+    try:
+        reranker = load_diffatr(path, device=device)
+    except DiffATRLoadError as exc:
+        log.error("%s: search results are not reranked", exc)
+        return None, str(exc)
+    log.info("loaded DiffATR %s from %s in %.2f s", reranker.model_id, path,
+             time.perf_counter() - started)  # fmt: skip
+    return reranker, "loaded"
