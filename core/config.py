@@ -18,6 +18,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
+# Celery queues: "cpu" for uploads and scans, "gpu" for model-heavy work.
+QUEUES = ("cpu", "gpu")
 
 
 class ConfigError(ValueError):
@@ -43,6 +45,8 @@ class Settings(BaseSettings):
     clap_text_model: str = "roberta"
     clap_enable_fusion: bool = False
     clap_batch_size: int = 16
+    # DiffATR reranker checkpoint folder; search runs without reranking when it is missing.
+    diffatr_checkpoint: Path = DEFAULT_MODELS_DIR / "diffatr"
     device: str = "cpu"
 
     # Decode limits, checked from the header before any decoding.
@@ -54,25 +58,66 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_keys: str = ""
+    # Reads (search, sounds, jobs) are open unless this is set; writes always need a key
+    # once FOLEY_API_KEYS is set.
+    read_requires_key: bool = False
+
+    # Jobs. Unset broker/result URLs mean the embedded default: SQLite files in the data dir.
+    broker_url: str | None = None
+    result_backend: str | None = None
+    # Prefix for every key Foley's Celery writes to Redis, so deployments can share one.
+    broker_key_prefix: str = ""
+    worker_queues: str = "cpu,gpu"
+    worker_concurrency: int = 1
+    # A task is killed after this long; the broker must not hand it to another worker
+    # before then, so the visibility timeout is longer.
+    job_time_limit_s: int = 6 * 3600
+    broker_visibility_timeout_s: int = 7 * 3600
+    # A running job's worker refreshes its lease this often (x 1/4); a job whose lease is
+    # older than this belongs to a dead worker and is run again.
+    job_lease_s: float = 60.0
 
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("max_file_bytes", "max_sample_rate", "max_channels", "clap_batch_size")
+    @field_validator(
+        "max_file_bytes",
+        "max_sample_rate",
+        "max_channels",
+        "clap_batch_size",
+        "worker_concurrency",
+        "job_time_limit_s",
+    )
     @classmethod
     def _positive_int(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be a positive number")
         return value
 
-    @field_validator("max_duration_s")
+    @field_validator("max_duration_s", "job_lease_s")
     @classmethod
     def _positive_float(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be a positive number of seconds")
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "sqla+sqlite:///")):
+            raise ValueError("must be a redis:// URL (or sqla+sqlite:/// for the embedded queue)")
+        return value
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _known_queues(cls, value: str) -> str:
+        names = [q.strip() for q in value.split(",") if q.strip()]
+        unknown = sorted(set(names) - set(QUEUES))
+        if not names or unknown:
+            raise ValueError(f"must name queues among {', '.join(QUEUES)}; got {value!r}")
+        return ",".join(names)
 
     @field_validator("api_port")
     @classmethod
@@ -87,6 +132,15 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_tasks(self) -> Settings:
+        if self.broker_visibility_timeout_s <= self.job_time_limit_s:
+            raise ValueError(
+                "FOLEY_BROKER_VISIBILITY_TIMEOUT_S must be longer than FOLEY_JOB_TIME_LIMIT_S, "
+                "or the broker hands a running task to a second worker"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_is_explicit(self) -> Settings:
@@ -110,6 +164,28 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.data_dir / "store"
+
+    @property
+    def broker_is_embedded(self) -> bool:
+        return self.broker_url is None or self.broker_url.startswith("sqla+")
+
+    @property
+    def celery_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{self.data_dir.resolve() / 'queue.sqlite3'}"
+
+    @property
+    def celery_result_backend(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        if not self.broker_is_embedded:
+            return self.celery_broker_url
+        return f"db+sqlite:///{self.data_dir.resolve() / 'results.sqlite3'}"
+
+    @property
+    def worker_queue_list(self) -> list[str]:
+        return self.worker_queues.split(",")
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -94,12 +94,12 @@ def _pann6_config(
 
 
 def compact_clap_config() -> dict[str, Any]:
-    """Foley's compact CLAP: PANN-6 at 16 kHz (64 mels, 20 ms hop, 3 s window) + a small
+    """Foley's compact CLAP: PANN-6 at 16 kHz (64 mels, 30 ms hop, 3 s window) + a small
     transformer text branch; about 10M parameters, about 20 MB in fp16."""
     return {
         "embed_dim": PANN6_WIDTH,
         "joint_embed_shape": 256,
-        "audio_cfg": _pann6_config(sample_rate=16000, window_s=3.0, hop_size=320, window_size=512),
+        "audio_cfg": _pann6_config(sample_rate=16000, window_s=3.0, hop_size=480, window_size=1024),
         "text_cfg": {
             "model_type": "transformer",
             "context_length": 40,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from core.audio import decode
 from core.catalog import Embedding, Sound
 from core.vector_index import SearchFilter
+from search.rerank import rerank_results, text_reranker, top_n
 from search.service import Foley
 
 MAX_K = 200
@@ -35,6 +36,8 @@ class SoundResult:
     format: str
     audio_url: str
     extra: dict[str, float] = field(default_factory=dict)
+    # The first-stage CLAP similarity; `score` is the final one (equal without reranking).
+    clap_score: float | None = None
 
 
 def _check_k(k: int) -> None:
@@ -43,14 +46,16 @@ def _check_k(k: int) -> None:
 
 
 def search_text(
-    foley: Foley, query: str, k: int, flt: SearchFilter | None = None
+    foley: Foley, query: str, k: int, flt: SearchFilter | None = None, rerank: bool = True
 ) -> list[SoundResult]:
+    """Sounds matching a description; with `rerank`, the CLAP top N reranked by DiffATR (when
+    a reranker fits the running CLAP) and the best k of them returned."""
     query = query.strip()
     if not query:
         raise QueryError("the query text is empty: describe the sound you are looking for")
     _check_k(k)
     vector = foley.clap.embed_text([query])[0]
-    return search_vector(foley, vector, k, flt)
+    return search_vector(foley, vector, k, flt, rerank=rerank)
 
 
 def search_audio(
@@ -84,10 +89,11 @@ def search_like_sound(
 
 
 def search_vector(
-    foley: Foley, vector: np.ndarray, k: int, flt: SearchFilter | None = None
+    foley: Foley, vector: np.ndarray, k: int, flt: SearchFilter | None = None, rerank: bool = False
 ) -> list[SoundResult]:
+    reranker = text_reranker(foley)[0] if rerank else None
     with foley.lock:
-        hits = foley.index.search(vector, k, flt)
+        hits = foley.index.search(vector, top_n(reranker, k), flt)
     if not hits:
         return []
     with foley.catalog.session() as session:
@@ -111,6 +117,9 @@ def search_vector(
                 caption=sound.caption,
                 format=sound.format,
                 audio_url=f"/api/sounds/{sound.id}/audio",
+                clap_score=float(hit.score),
             )
         )
-    return results
+    if reranker is not None:
+        results = rerank_results(foley, reranker, vector, results)
+    return results[:k]

@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from core.store import FileStore
 from search.service import Foley
+from workers.queue import JobQueue
 
 
 def get_foley(request: Request) -> Foley:
@@ -25,3 +27,18 @@ def get_session(foley: FoleyDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.queue
+    return queue
+
+
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+
+
+def get_store(foley: FoleyDep) -> FileStore:
+    return FileStore(foley.settings.store_path)
+
+
+StoreDep = Annotated[FileStore, Depends(get_store)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,13 +10,28 @@ from fastapi import APIRouter, FastAPI
 
 from core.config import Settings, get_settings
 from search.api.errors import install_error_handlers
-from search.api.routes import health, page, search, sounds
+from search.api.routes import health, jobs, libraries, page, search, sounds, uploads
+from search.api.security import ReadAccess
 from search.service import Foley
+from workers.queue import JobQueue
+
+log = logging.getLogger(__name__)
 
 api_router = APIRouter(prefix="/api")
-api_router.include_router(search.router)
-api_router.include_router(sounds.router)
+api_router.include_router(search.router, dependencies=[ReadAccess])
+api_router.include_router(sounds.router, dependencies=[ReadAccess])
 api_router.include_router(health.router)
+api_router.include_router(jobs.router)
+api_router.include_router(uploads.router)
+api_router.include_router(libraries.router)
+
+
+def _warn_if_open(settings: Settings) -> None:
+    if not settings.api_key_set:
+        log.warning(
+            "FOLEY_API_KEYS is empty: uploads, library scans and job cancellation are open "
+            "to anyone who can reach this server (fine on a development machine only)"
+        )
 
 
 def create_app(settings: Settings | None = None, foley: Foley | None = None) -> FastAPI:
@@ -23,18 +39,20 @@ def create_app(settings: Settings | None = None, foley: Foley | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if foley is not None:
-            app.state.foley = foley
-            yield
-            return
-        opened = Foley.open(settings or get_settings())
-        opened.sync()
-        opened.start_background_sync()
-        app.state.foley = opened
+        opened = None
+        if foley is None:
+            opened = Foley.open(settings or get_settings())
+            opened.sync()
+            opened.start_background_sync()
+        app.state.foley = foley or opened
+        _warn_if_open(app.state.foley.settings)
+        app.state.queue = JobQueue(app.state.foley.settings)
         try:
             yield
         finally:
-            opened.close()
+            app.state.queue.close()
+            if opened is not None:
+                opened.close()
 
     app = FastAPI(
         title="Foley", summary="Search a sound library by description.", lifespan=lifespan

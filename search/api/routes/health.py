@@ -9,6 +9,7 @@ from sqlalchemy import func, select, text
 
 from core.catalog import Sound
 from search.api.deps import FoleyDep
+from search.rerank import text_reranker
 from search.service import Foley
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -19,6 +20,7 @@ class Health(BaseModel):
     catalog: dict[str, object]
     index: dict[str, object]
     model: dict[str, object]
+    reranker: dict[str, object]
 
 
 def _check(foley: Foley) -> Health:
@@ -48,7 +50,28 @@ def _check(foley: Foley) -> Health:
         "sample_rate": foley.clap.sample_rate,
         "loaded": True,
     }
-    return Health(status=status, catalog=catalog, index=index, model=model)
+    return Health(
+        status=status, catalog=catalog, index=index, model=model, reranker=_reranker(foley)
+    )
+
+
+def _reranker(foley: Foley) -> dict[str, object]:
+    """Whether text searches are reranked; a missing reranker is not a failure."""
+    reranker, reason = text_reranker(foley)
+    state: dict[str, object] = {
+        "loaded": reranker is not None,
+        "status": reason,
+        "checkpoint": str(foley.settings.diffatr_checkpoint),
+    }
+    if reranker is not None:
+        config = reranker.config
+        state.update(
+            model_id=reranker.model_id,
+            alpha=config.alpha,
+            steps=config.sample_steps,
+            top_n=config.top_n,
+        )
+    return state
 
 
 @router.get("", response_model=Health)

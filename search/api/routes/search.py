@@ -24,7 +24,8 @@ router = APIRouter(prefix="/search", tags=["search"])
 
 class SoundHitPublic(BaseModel):
     id: int
-    score: float
+    score: float  # final: CLAP similarity, plus alpha x DiffATR probability when reranked
+    clap_score: float | None = None
     title: str
     duration: float
     tags: list[str]
@@ -63,10 +64,11 @@ async def search_by_text(
     max_duration: Annotated[float | None, Query(ge=0)] = None,
     source: str | None = None,
     tag: Annotated[list[str] | None, Query()] = None,
+    rerank: Annotated[bool, Query(description="rerank the CLAP top N with DiffATR")] = True,
 ) -> SearchResults:
     """Find sounds matching a text description, best first."""
     flt = _filter(min_duration, max_duration, source, tag or [])
-    return _results(await run_in_threadpool(search_text, foley, q, k, flt))
+    return _results(await run_in_threadpool(search_text, foley, q, k, flt, rerank))
 
 
 @router.post("/audio", response_model=SearchResults)

@@ -1,0 +1,237 @@
+"""Evaluate a CLAP checkpoint on the Foley corpus: retrieval both ways, class precision and
+zero-shot classification, beside the same architecture with random weights.
+
+Retrieval follows laion-clap's Clotho/AudioCaps evaluation: every caption is a text query
+with its own clip as the one relevant audio (mAP@10 is then the mean of 1/rank within the
+top 10); every clip is an audio query whose relevant items are all its captions (a hit at k
+if any of them ranks within k; mAP@10 is the average precision at each of its captions found
+in the top 10, divided by its number of captions, at most 10).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from generative.clap import ClapModel
+
+log = logging.getLogger(__name__)
+
+ZERO_SHOT_PROMPT = "the sound of {label}"
+METRICS = (
+    ("t2a_R@1", "T→A R@1"),
+    ("t2a_R@5", "T→A R@5"),
+    ("t2a_R@10", "T→A R@10"),
+    ("t2a_mAP@10", "T→A mAP@10"),
+    ("a2t_R@1", "A→T R@1"),
+    ("a2t_R@5", "A→T R@5"),
+    ("a2t_R@10", "A→T R@10"),
+    ("a2t_mAP@10", "A→T mAP@10"),
+    ("class_P@10", "class P@10"),
+    ("a2a_class_P@10", "A→A class P@10"),
+    ("zero_shot_acc", "zero-shot acc"),
+)
+RETRIEVAL_METRICS = tuple(key for key, _ in METRICS[:8])
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str
+    path: Path
+    captions: tuple[str, ...]
+    labels: tuple[str, ...]
+    split: str
+    duration: float
+
+
+def read_manifest(corpus_dir: Path) -> list[Clip]:
+    """The corpus's clips, from `manifest.jsonl` (one JSON object a line)."""
+    corpus_dir = Path(corpus_dir)
+    manifest = corpus_dir / "manifest.jsonl"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} does not exist: build the corpus first")
+    clips = []
+    with open(manifest) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                clips.append(
+                    Clip(
+                        id=str(row["id"]),
+                        path=corpus_dir / row["path"],
+                        captions=tuple(str(c) for c in row["captions"]),
+                        labels=tuple(str(label) for label in row["labels"]),
+                        split=str(row["split"]),
+                        duration=float(row.get("duration", 0.0)),
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{manifest}:{number}: not a corpus entry ({exc})") from exc
+    return clips
+
+
+def decode_clip(path: Path, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
+    """A clip as mono float32 at `sample_rate`, at most `max_seconds` long."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as handle:
+        frames = -1 if max_seconds is None else int(max_seconds * handle.samplerate)
+        wave = handle.read(frames=frames, dtype="float32", always_2d=True).mean(axis=1)
+        rate = int(handle.samplerate)
+    if rate != sample_rate:
+        from scipy.signal import resample_poly
+
+        common = gcd(rate, sample_rate)
+        wave = resample_poly(wave, sample_rate // common, rate // common).astype(np.float32)
+    return wave
+
+
+def _ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based rank of each row's target column; a tie counts against the target, so a
+    model that scores everything alike ranks nothing first."""
+    target_scores = scores[np.arange(len(scores)), targets]
+    return (scores >= target_scores[:, None]).sum(axis=1) - 1
+
+
+def _own_ranks(scores: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """0-based ranks of the relevant columns `own` in one row, best first: each one's place
+    among its fellows plus the irrelevant columns scoring at least as high."""
+    relevant = np.sort(scores[own])[::-1]
+    others = np.delete(scores, own)
+    return np.arange(len(own)) + (others[None, :] >= relevant[:, None]).sum(axis=1)
+
+
+def _recall_map(ranks: np.ndarray) -> dict[str, float]:
+    out = {f"R@{k}": float(np.mean(ranks < k)) for k in (1, 5, 10)}
+    out["mAP@10"] = float(np.mean(np.where(ranks < 10, 1.0 / (ranks + 1), 0.0)))
+    return out
+
+
+def retrieval_metrics(
+    text: np.ndarray, audio: np.ndarray, caption_clip: np.ndarray, labels: Sequence[set[str]]
+) -> dict[str, float]:
+    """text (C, D) captions, audio (N, D) clips, caption_clip (C,) the clip of each caption."""
+    t2a = text @ audio.T  # (C, D) @ (D, N) -> (C, N)
+    metrics = {f"t2a_{k}": v for k, v in _recall_map(_ranks(t2a, caption_clip)).items()}
+    a2t = t2a.T  # (N, C)
+    best, average_precision = [], []
+    for clip in range(len(audio)):
+        ranks = _own_ranks(a2t[clip], np.flatnonzero(caption_clip == clip))
+        best.append(ranks[0])
+        found = ranks[ranks < 10]
+        hits = np.arange(1, len(found) + 1) / (found + 1)
+        average_precision.append(hits.sum() / min(len(ranks), 10))
+    best_ranks = np.asarray(best)
+    metrics.update({f"a2t_R@{k}": float(np.mean(best_ranks < k)) for k in (1, 5, 10)})
+    metrics["a2t_mAP@10"] = float(np.mean(average_precision))
+    metrics["class_P@10"] = _class_precision(t2a, [labels[c] for c in caption_clip], labels)
+    a2a = audio @ audio.T
+    np.fill_diagonal(a2a, -np.inf)  # a clip is not its own neighbour
+    metrics["a2a_class_P@10"] = _class_precision(a2a, labels, labels)
+    return metrics
+
+
+def _class_precision(
+    scores: np.ndarray, query_labels: Sequence[set[str]], labels: Sequence[set[str]]
+) -> float:
+    k = min(10, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    shares = [
+        np.mean([bool(query_labels[q] & labels[j]) for j in row]) for q, row in enumerate(top)
+    ]
+    return float(np.mean(shares))
+
+
+def zero_shot_accuracy(
+    model: ClapModel, audio: np.ndarray, labels: Sequence[set[str]]
+) -> tuple[float, int]:
+    """Share of clips whose best-matching class prompt names one of their labels."""
+    classes = sorted(set().union(*labels))
+    prompts = model.embed_text([ZERO_SHOT_PROMPT.format(label=c) for c in classes])
+    predicted = np.argmax(audio @ prompts.T, axis=1)  # (N, D) @ (D, K) -> (N, K)
+    return float(np.mean([classes[p] in labels[i] for i, p in enumerate(predicted)])), len(classes)
+
+
+def embed_clips(model: ClapModel, clips: Sequence[Clip], chunk: int = 64) -> np.ndarray:
+    out = np.zeros((len(clips), model.dim), dtype=np.float32)
+    started = time.perf_counter()
+    for start in range(0, len(clips), chunk):
+        part = clips[start : start + chunk]
+        out[start : start + len(part)] = model.embed_audio(
+            [decode_clip(c.path, model.sample_rate) for c in part]
+        )
+        log.debug("embedded %d/%d clips (%.0f s)", start + len(part), len(clips),
+                 time.perf_counter() - started)  # fmt: skip
+    return out
+
+
+def evaluate_model(model: ClapModel, clips: Sequence[Clip]) -> dict[str, float]:
+    audio = embed_clips(model, clips)
+    captions = [caption for clip in clips for caption in clip.captions]
+    owner = np.asarray([i for i, clip in enumerate(clips) for _ in clip.captions])
+    text = model.embed_text(captions)
+    labels = [set(clip.labels) for clip in clips]
+    metrics = retrieval_metrics(text, audio, owner, labels)
+    metrics["zero_shot_acc"], metrics["classes"] = zero_shot_accuracy(model, audio, labels)
+    metrics["clips"], metrics["captions"] = len(clips), len(captions)
+    return metrics
+
+
+def evaluate_clap(
+    corpus_dir: Path,
+    checkpoint: Path,
+    splits: Sequence[str] = ("test", "ood"),
+    *,
+    baseline: bool = True,
+    max_clips: int | None = None,
+) -> dict[str, Any]:
+    """Metrics of `checkpoint` on each split, and of its architecture with random weights
+    (seed 0) when `baseline` and the checkpoint is a compact folder. `max_clips` takes the
+    first clips of each split (quick checks)."""
+    from generative.clap import ClapModel, build_random_clap, load_clap, read_compact_config
+
+    model = load_clap(checkpoint)
+    models: dict[str, ClapModel] = {"trained": model}
+    if baseline and Path(checkpoint).is_dir():
+        config = read_compact_config(Path(checkpoint))
+        models["random"] = ClapModel.from_module(build_random_clap(config, 0), config, "random")
+    clips = read_manifest(corpus_dir)
+    results: dict[str, Any] = {"model_id": model.model_id, "splits": {}}
+    for split in splits:
+        chosen = [c for c in clips if c.split == split][:max_clips]
+        if not chosen:
+            log.warning("the corpus has no %s clips", split)
+            continue
+        results["splits"][split] = {
+            name: evaluate_model(each, chosen) for name, each in models.items()
+        }
+    return results
+
+
+def format_markdown(results: dict[str, Any]) -> str:
+    """The results as a markdown table: one row per split and model, plus trained/random."""
+    header = "| split | model | " + " | ".join(title for _, title in METRICS) + " |"
+    lines = [header, "|" + "---|" * (len(METRICS) + 2)]
+    for split, by_model in results["splits"].items():
+        for name, metrics in by_model.items():
+            cells = " | ".join(f"{metrics[key]:.3f}" for key, _ in METRICS)
+            size = f"{metrics['clips']} clips, {metrics['captions']} captions"
+            lines.append(f"| {split} ({size}) | {name} | {cells} |")
+        if "random" in by_model:
+            ratios = [
+                by_model["trained"][key] / max(by_model["random"][key], 1e-9) for key, _ in METRICS
+            ]
+            cells = " | ".join(f"{r:.1f}×" for r in ratios)
+            lines.append(f"| {split} | trained ÷ random | {cells} |")
+    return "\n".join(lines) + "\n"

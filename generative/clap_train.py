@@ -1,0 +1,383 @@
+"""Train Foley's compact CLAP on the Foley corpus (laion-clap's model and contrastive loss).
+
+    foley train clap --corpus DIR --out models/clap-compact --seed 0
+
+All training audio is decoded once into one float16 buffer in RAM. Each epoch visits every
+training clip once in a seeded order; each visit takes a seeded random crop of one window (a
+shorter clip is repeat-padded, as at inference) with a random gain, and one of the clip's
+captions at random. The loss is laion-clap's `ClipLoss`; AdamW with a linear warm-up and a
+cosine decay. Convolutions and matmuls run in bfloat16 autocast on channels-last tensors, about
+three times faster than float32 on a CPU with AMX; the saved weights are fp16.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from generative.clap import (
+    ClapModel,
+    build_random_clap,
+    fill_window,
+    save_compact,
+)
+from generative.clap_config import (
+    CARD_FILE,
+    clap_module,
+    clip_tokens,
+    compact_clap_config,
+    waveform_input,
+    window_samples,
+)
+from generative.clap_eval import Clip, decode_clip, read_manifest
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMMAND = "foley train clap --corpus DIR --out models/clap-compact --seed 0"
+
+
+@dataclass
+class TrainOptions:
+    seed: int = 0
+    max_minutes: float = 55.0  # the step loop stops (and the schedule shrinks) to fit this
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 150
+    gain_db: float = 6.0  # random gain in [-gain_db, +gain_db] per crop
+    max_clip_s: float = 20.0  # longer clips keep only their start in RAM
+    bf16: bool = True
+    threads: int = 2
+    log_every: int = 25
+    val_clips: int = 200  # val clips scored after each epoch (0: none)
+    max_steps: int | None = None  # caps the run (tests, quick checks)
+    config: dict[str, Any] = field(default_factory=compact_clap_config)
+
+
+class AudioBank:
+    """Every training clip in one float16 buffer; crops whole windows out of it."""
+
+    def __init__(self, waves: Sequence[np.ndarray]) -> None:
+        lengths = np.asarray([len(w) for w in waves], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        self.lengths = lengths
+        self.data = np.concatenate(waves).astype(np.float16)
+
+    def crops(
+        self, indices: np.ndarray, length: int, rng: np.random.Generator, gain_db: float
+    ) -> np.ndarray:
+        out = np.empty((len(indices), length), dtype=np.float32)
+        for row, i in enumerate(indices):
+            start, size = self.offsets[i], self.lengths[i]
+            shift = int(rng.integers(0, size - length + 1)) if size > length else 0
+            piece = self.data[start + shift : start + shift + min(size, length)]
+            out[row] = fill_window(piece.astype(np.float32), length)
+        gains = 10.0 ** (rng.uniform(-gain_db, gain_db, size=(len(indices), 1)) / 20.0)
+        return np.clip(out * gains.astype(np.float32), -1.0, 1.0)
+
+
+@dataclass
+class Captions:
+    tokens: Any  # (C, context) int64 tensor: every caption of every clip, tokenized once
+    first: np.ndarray  # (N,) index of each clip's first caption
+    count: np.ndarray  # (N,) its number of captions
+
+    @classmethod
+    def of(cls, clips: Sequence[Clip], context: int) -> Captions:
+        texts = [c for clip in clips for c in clip.captions]
+        count = np.asarray([len(clip.captions) for clip in clips])
+        first = np.concatenate([[0], np.cumsum(count)[:-1]])
+        return cls(clip_tokens(texts, context), first, count)
+
+    def pick(self, indices: np.ndarray, rng: np.random.Generator) -> Any:
+        rows = self.first[indices] + rng.integers(0, self.count[indices])
+        return self.tokens[rows]
+
+
+def load_bank(clips: Sequence[Clip], sample_rate: int, max_s: float) -> AudioBank:
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        waves = list(pool.map(lambda c: decode_clip(c.path, sample_rate, max_s), clips))
+    bank = AudioBank(waves)
+    log.info(
+        "decoded %d clips (%.1f h, %.1f GB in RAM) in %.0f s",
+        len(clips), bank.lengths.sum() / sample_rate / 3600, bank.data.nbytes / 1e9,
+        time.perf_counter() - started,
+    )  # fmt: skip
+    return bank
+
+
+def _optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
+    import torch
+
+    # As laion-clap: no weight decay on gains, biases, norms and the temperature.
+    def exempt(name: str, p: torch.nn.Parameter) -> bool:
+        return p.ndim < 2 or any(s in name for s in ("bn", "ln", "bias", "logit_scale"))
+
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in params if exempt(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in params if not exempt(n, p)], "weight_decay": opts.weight_decay},
+    ]
+    return torch.optim.AdamW(groups, lr=opts.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def _lr_at(step: int, total: int, opts: TrainOptions) -> float:
+    warmup = min(opts.warmup_steps, max(1, total // 10))
+    if step < warmup:
+        return opts.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return opts.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _fit_spec_augment(model: torch.nn.Module, audio_cfg: dict[str, Any]) -> None:
+    """laion-clap's SpecAugment drops up to 64 frames twice, sized for 10 s windows of 1001
+    frames; keep the same share of a shorter window (and valid for one under 64 frames)."""
+    from torchlibrosa.augmentation import SpecAugmentation
+
+    branch = model.audio_branch  # type: ignore[union-attr]
+    if not hasattr(branch, "spec_augmenter"):
+        return
+    frames = audio_cfg["clip_samples"] // audio_cfg["hop_size"] + 1
+    width = max(2, round(64 * frames / 1001))
+    branch.spec_augmenter = SpecAugmentation(
+        time_drop_width=width, time_stripes_num=2, freq_drop_width=8, freq_stripes_num=2
+    )
+
+
+class Trainer:
+    def __init__(self, clips: Sequence[Clip], opts: TrainOptions, val: Sequence[Clip] = ()) -> None:
+        import torch
+
+        self.opts = opts
+        self.clips = clips
+        self.val = val[: opts.val_clips]
+        self.config = opts.config
+        self.window = window_samples(self.config)
+        self.window_s = self.window / int(self.config["audio_cfg"]["sample_rate"])
+        self.rng = np.random.default_rng(opts.seed)
+        torch.manual_seed(opts.seed)
+        sample_rate = int(self.config["audio_cfg"]["sample_rate"])
+        self.bank = load_bank(clips, sample_rate, opts.max_clip_s)
+        self.captions = Captions.of(clips, int(self.config["text_cfg"]["context_length"]))
+        self.model = build_random_clap(self.config, opts.seed).train()
+        self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        _fit_spec_augment(self.model, self.config["audio_cfg"])
+        self.audio_input = waveform_input(self.config["audio_cfg"])
+        self.loss = clap_module().ClipLoss()
+        self.optimizer = _optimizer(self.model, opts)
+        self.steps_per_epoch = len(clips) // min(opts.batch_size, len(clips))
+        self.total = opts.epochs * self.steps_per_epoch
+        if opts.max_steps is not None:
+            self.total = min(self.total, opts.max_steps)
+        self.losses: list[float] = []
+        self.val_history: list[dict[str, float]] = []
+
+    def step(self, indices: np.ndarray, step: int) -> float:
+        import torch
+
+        audio = torch.from_numpy(self.bank.crops(indices, self.window, self.rng, self.opts.gain_db))
+        tokens = self.captions.pick(indices, self.rng)
+        for group in self.optimizer.param_groups:
+            group["lr"] = _lr_at(step, self.total, self.opts)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.opts.bf16):
+            audio_f, text_f, _, _, scale_a, _ = self.model(self.audio_input(audio), tokens, "cpu")
+            loss = self.loss(audio_f.float(), text_f.float(), scale_a.float())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():  # laion-clap's clamp: a temperature no lower than 0.01
+            self.model.logit_scale_a.clamp_(0, math.log(100))  # type: ignore[operator]
+        return float(loss.detach())
+
+    def run(self) -> float:
+        """Train; returns the minutes the step loop took."""
+        import torch
+
+        torch.set_num_threads(self.opts.threads)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        budget_s = self.opts.max_minutes * 60.0
+        step = 0
+        batch = min(self.opts.batch_size, len(self.clips))
+        while step < self.total:
+            if step and self.val:
+                self.validate(step)
+            order = self.rng.permutation(len(self.clips))
+            for b in range(self.steps_per_epoch):
+                if step >= self.total:
+                    break
+                self.losses.append(self.step(order[b * batch : (b + 1) * batch], step))
+                step += 1
+                elapsed = time.perf_counter() - started
+                self._fit_budget(step, elapsed, budget_s)
+                if step % self.opts.log_every == 0 or step == self.total:
+                    self._log(step, elapsed, batch)
+                if elapsed > budget_s:
+                    log.warning("time budget of %.0f min reached at step %d", budget_s / 60, step)
+                    self.total = step
+        minutes = (time.perf_counter() - started) / 60.0
+        # CPU time shows the cost apart from whatever else shares the machine.
+        self.cpu_minutes = (time.process_time() - cpu_started) / 60.0
+        if self.val:
+            self.validate(step)
+        return minutes
+
+    def validate(self, step: int) -> None:
+        """Retrieval on a few val clips (whole clips, deterministic windows), for the log."""
+        from generative.clap_eval import evaluate_model
+
+        started = time.perf_counter()
+        self.model.eval()
+        model = ClapModel.from_module(self.model, self.config, "training", batch_size=32)
+        metrics = evaluate_model(model, self.val)
+        self.model.train()
+        self.val_history.append({"step": step, **metrics})
+        log.info(
+            "val after %d steps (%.0f s): T→A R@1 %.3f R@10 %.3f, class P@10 %.3f, zero-shot %.3f",
+            step, time.perf_counter() - started, metrics["t2a_R@1"], metrics["t2a_R@10"],
+            metrics["class_P@10"], metrics["zero_shot_acc"],
+        )  # fmt: skip
+
+    def _fit_budget(self, step: int, elapsed: float, budget_s: float) -> None:
+        # Once the pace is known (after 20 steps, then at every epoch's end, validation
+        # included), shrink the schedule to fit rather than cut it short.
+        if (step == 20 or step % self.steps_per_epoch == 0) and step < self.total:
+            projected = elapsed / step * self.total
+            if projected > budget_s:
+                fitted = max(step + 1, int(budget_s / (elapsed / step) * 0.97))
+                log.warning(
+                    "%d steps would take %.0f min, over the %.0f min budget: training %d steps",
+                    self.total, projected / 60, budget_s / 60, fitted,
+                )  # fmt: skip
+                self.total = fitted
+
+    def _log(self, step: int, elapsed: float, batch: int) -> None:
+        recent = self.losses[-self.opts.log_every :]
+        rate = step * batch / elapsed
+        eta = elapsed / step * (self.total - step)
+        log.info(
+            "step %d/%d (epoch %.2f) loss %.3f lr %.2e scale %.1f | %.1f clips/s, ETA %.1f min",
+            step, self.total, step / self.steps_per_epoch, float(np.mean(recent)),
+            self.optimizer.param_groups[0]["lr"],
+            float(self.model.logit_scale_a.detach().exp()),  # type: ignore[operator]
+            rate, eta / 60,
+        )  # fmt: skip
+
+
+def train_clap(
+    corpus_dir: Path,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    max_minutes: float = 55.0,
+    evaluate: bool = True,
+    command: str = DEFAULT_COMMAND,
+    **overrides: Any,
+) -> Path:
+    """Train a compact CLAP on the corpus's train split and save it (config.json, fp16
+    model.safetensors, README.md card with the test/ood evaluation) into `out_dir`.
+
+    `overrides` sets any other `TrainOptions` field (epochs, batch_size, lr, config, ...)."""
+    import torch
+
+    opts = TrainOptions(seed=seed, max_minutes=max_minutes, **overrides)
+    corpus = read_manifest(corpus_dir)
+    clips = [c for c in corpus if c.split == "train"]
+    if not clips:
+        raise ValueError(f"{corpus_dir} has no train clips")
+    log.info("training CLAP on %d clips with %s", len(clips), _summary(opts))
+    trainer = Trainer(clips, opts, val=[c for c in corpus if c.split == "val"])
+    minutes = trainer.run()
+    model = trainer.model.float().to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
+    facts = {
+        "train_clips": len(clips),
+        "train_hours": trainer.bank.lengths.sum() / trainer.window * trainer.window_s / 3600,
+        "steps": trainer.total,
+        "epochs": trainer.total / trainer.steps_per_epoch,
+        "minutes": minutes,
+        "cpu_minutes": trainer.cpu_minutes,
+        "final_loss": float(np.mean(trainer.losses[-50:])),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {opts.threads} threads",
+        "command": command,
+    }  # fmt: skip
+    out = save_compact(model, opts.config, Path(out_dir), card=model_card(opts, facts, None))
+    log.info("saved %s after %.1f min of training", out, minutes)
+    if evaluate:
+        from generative.clap_eval import evaluate_clap, format_markdown
+
+        table = format_markdown(evaluate_clap(corpus_dir, out))
+        log.info("evaluation:\n%s", table)
+        write_card(out, model_card(opts, facts, table))
+    return out
+
+
+def write_card(out_dir: Path, card: str) -> None:
+    tmp = out_dir / f".{CARD_FILE}.tmp"
+    tmp.write_text(card)
+    os.replace(tmp, out_dir / CARD_FILE)
+
+
+def _summary(opts: TrainOptions) -> str:
+    return ", ".join(f"{k}={v}" for k, v in asdict(opts).items() if k != "config")
+
+
+def model_card(opts: TrainOptions, facts: dict[str, Any], table: str | None) -> str:
+    import json
+
+    audio, text = opts.config["audio_cfg"], opts.config["text_cfg"]
+    lines = [
+        "# clap-compact",
+        "",
+        "Foley's compact CLAP: laion-clap's model code (`CLAP`) with a PANN-"
+        f"{audio['model_name'][3:]} audio branch at {audio['sample_rate']} Hz "
+        f"({audio['mel_bins']} mels, {audio['clip_samples'] / audio['sample_rate']:g} s window) "
+        f"and laion-clap's `transformer` text branch (width {text['width']}, {text['layers']} "
+        f"layers, CLIP BPE tokenizer), {opts.config.get('joint_embed_shape', 512)}-d "
+        "embeddings. Weights are fp16 safetensors; load with `generative.clap.load_clap`.",
+        "",
+        "## Training",
+        "",
+        f"- Data: the Foley corpus train split, {facts['train_clips']} clips "
+        f"({facts['train_hours']:.1f} h); one random caption per clip per step.",
+        f"- Command: `{facts['command']}` (seed {opts.seed}).",
+        f"- {facts['steps']} steps ({facts['epochs']:.1f} epochs) of batch {opts.batch_size} "
+        f"in {facts['minutes']:.1f} min on {facts['machine']} ({facts['cpu_minutes']:.0f} "
+        f"CPU-minutes); final loss {facts['final_loss']:.3f}.",
+        f"- Loss: laion-clap `ClipLoss`; AdamW lr {opts.lr:g}, weight decay "
+        f"{opts.weight_decay:g}, {opts.warmup_steps} warm-up steps then cosine; bfloat16 "
+        f"autocast; random crops of one window, gain ±{opts.gain_db:g} dB; laion-clap's "
+        "SpecAugment and dropout inside PANN.",
+        "",
+        "## Evaluation",
+        "",
+        "Test and out-of-domain (classes unseen in training) splits; every caption is a text "
+        "query. Class P@10: share of the top 10 clips sharing a label with the query's clip. "
+        'Zero-shot: the prompt "the sound of {label}" for each class of the split. "random" '
+        "is the same architecture with random weights (seed 0). Measured by "
+        "`generative.clap_eval.evaluate_clap`.",
+        "",
+        table if table is not None else "(not evaluated yet)",
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps(opts.config, indent=2),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

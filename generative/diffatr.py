@@ -1,0 +1,277 @@
+"""DiffATR: a generative reranker that denoises the distribution of relevance over K candidates.
+
+A text query and the K sounds a first-stage CLAP search returned go in as frozen CLAP features.
+The data the diffusion works on is the relevance distribution over the K candidates, scaled to
+[-1, 1] (the positive +1, every other candidate -1). The denoiser sees the noisy distribution
+`x_t`, the noise level, the query and the candidates; candidates and query attend to each other,
+then the query attends over the candidates with `x_t` added to its attention logits, and a
+per-candidate head predicts the clean distribution (as logits). Sampling runs diffusers' DDIM
+from pure noise in a few steps; the final score of a candidate is its CLAP similarity plus
+`alpha` times its generated probability.
+
+Build on CPU in float32, move with `.to(device)`. The sampler is separate from the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+
+
+@dataclass
+class DiffATRConfig:
+    feature_dim: int = 256  # width of the CLAP embeddings it reranks
+    width: int = 128
+    heads: int = 4
+    layers: int = 1  # self-attention layers over [query; candidates]: the listwise context
+    dropout: float = 0.1
+    sim_scale: float = 10.0  # CLAP cosines are close together; scaled before they are inputs
+    train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    # Inference: DDIM steps, and final score = CLAP similarity + alpha * generated probability.
+    sample_steps: int = 5
+    alpha: float = 0.1
+    seed: int = 0  # the sampler's noise, so the same query always ranks the same way
+    top_n: int = 64  # candidates reranked per query
+    clap_model_id: str | None = None  # the CLAP whose features it was trained on
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiffATRConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+class DiffATRDenoiser(nn.Module):
+    """(x_t, t, query, candidates) -> logits of the clean relevance distribution over K."""
+
+    def __init__(self, config: DiffATRConfig) -> None:
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+        super().__init__()
+        self.config = config
+        dim, width = config.feature_dim, config.width
+        self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(width, width)
+        self.query_in = nn.Linear(dim, width)
+        # A small trainable projection of the query (a residual, zero at start): its cosine
+        # with each candidate is one more input, and training may give it a contrastive loss.
+        self.query_adapter = nn.Linear(dim, dim)
+        nn.init.zeros_(self.query_adapter.weight)
+        nn.init.zeros_(self.query_adapter.bias)
+        # A candidate is its own features, its interaction with the query and three similarity
+        # features: the CLAP cosine (scaled), its z-score within the list, the adapted cosine.
+        self.candidate_in = nn.Sequential(
+            nn.Linear(2 * dim + 3, width), nn.GELU(), nn.Linear(width, width)
+        )
+        layer = nn.TransformerEncoderLayer(
+            width, config.heads, 2 * width, config.dropout, batch_first=True, norm_first=True
+        )
+        self.context = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.q_proj = nn.Linear(width, width, bias=False)
+        self.k_proj = nn.Linear(width, width, bias=False)
+        self.v_proj = nn.Linear(width, width, bias=False)
+        self.out_proj = nn.Linear(width, width)
+        self.noise_gain = nn.Parameter(torch.ones(()))
+        self.head = nn.Sequential(
+            nn.Linear(2 * width, 2 * width), nn.GELU(), nn.Linear(2 * width, 1)
+        )
+
+    def adapted_similarity(self, query: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """query (B, D), audio (B, K, D) -> cosine of the adapted query with each candidate."""
+        adapted = query + self.query_adapter(query)  # (B, D)
+        adapted = adapted / adapted.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        return torch.einsum("bd,bkd->bk", adapted, audio)  # (B, K)
+
+    def forward(
+        self, noisy: torch.Tensor, timestep: torch.Tensor, query: torch.Tensor, audio: torch.Tensor
+    ) -> torch.Tensor:
+        """noisy (B, K), timestep (B,) or (), query (B, D), audio (B, K, D) -> logits (B, K)."""
+        batch, k, _ = audio.shape
+        sim = torch.einsum("bd,bkd->bk", query, audio)  # (B, D) . (B, K, D) -> (B, K)
+        spread = sim.std(dim=1, keepdim=True, unbiased=False) + 1e-4
+        zscore = (sim - sim.mean(dim=1, keepdim=True)) / spread  # (B, K)
+        adapted = self.adapted_similarity(query, audio)  # (B, K)
+        scale = self.config.sim_scale
+        sims = torch.stack([sim * scale, zscore, adapted * scale], dim=-1)  # (B, K, 3)
+        pair = torch.cat([audio, audio * query[:, None, :], sims], dim=-1)  # (B, K, 2D + 3)
+        timestep = timestep.reshape(-1).expand(batch)  # () or (B,) -> (B,)
+        cond = self.time_embed(self.time_proj(timestep).to(query.dtype))  # (B, W)
+
+        tokens = torch.cat(
+            [(self.query_in(query) + cond)[:, None, :], self.candidate_in(pair) + cond[:, None]],
+            dim=1,
+        )  # (B, 1 + K, W)
+        tokens = self.context(tokens)  # (B, 1 + K, W)
+        q_tok, cand = tokens[:, 0], tokens[:, 1:]  # (B, W), (B, K, W)
+
+        attn = torch.einsum("bw,bkw->bk", self.q_proj(q_tok), self.k_proj(cand))  # (B, K)
+        attn = attn / math.sqrt(cand.shape[-1])
+        attn = attn + self.noise_gain * noisy  # the noisy distribution steers the attention
+        weights = attn.softmax(dim=-1)  # (B, K)
+        summary = self.out_proj(torch.einsum("bk,bkw->bw", weights, self.v_proj(cand)))  # (B, W)
+        both = torch.cat([summary[:, None, :].expand(-1, k, -1), cand], dim=-1)  # (B, K, 2W)
+        return self.head(both).squeeze(-1) + attn  # (B, K)
+
+
+def relevance_to_sample(probs: torch.Tensor) -> torch.Tensor:
+    """A distribution over K (B, K) -> the diffusion's data space [-1, 1]."""
+    return probs * 2.0 - 1.0
+
+
+class DiffATRSampler:
+    """DDIM (diffusers) over the relevance distribution; stateless between calls."""
+
+    def __init__(self, config: DiffATRConfig) -> None:
+        self.config = config
+        self._schedulers: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def scheduler(self, steps: int) -> Any:
+        """A DDIM scheduler whose timesteps are set for `steps`; built once per step count
+        (DDIM's `step` reads but never changes it, so threads can share it)."""
+        from diffusers import DDIMScheduler
+
+        with self._lock:
+            if steps not in self._schedulers:
+                scheduler: Any = DDIMScheduler(
+                    num_train_timesteps=self.config.train_timesteps,
+                    beta_schedule=self.config.beta_schedule,
+                    prediction_type="sample",
+                    clip_sample=True,
+                    # "trailing" starts at the last timestep, pure noise, even for one step.
+                    timestep_spacing="trailing",
+                )
+                scheduler.set_timesteps(steps)
+                self._schedulers[steps] = scheduler
+            return self._schedulers[steps]
+
+    def add_noise(
+        self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor:
+        """q(x_t | x_0) for training: clean (B, K) in [-1, 1], timesteps (B,) -> (B, K)."""
+        return self.scheduler(1).add_noise(clean, noise, timesteps)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        model: DiffATRDenoiser,
+        query: torch.Tensor,
+        audio: torch.Tensor,
+        steps: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """query (B, D), audio (B, K, D) -> the generated distribution (B, K): rows >= 0, sum 1."""
+        if query.dim() != 2 or audio.dim() != 3 or audio.shape[0] != query.shape[0]:
+            raise ValueError(
+                f"need query (B, D) and audio (B, K, D); got {query.shape}, {audio.shape}"
+            )
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        scheduler = self.scheduler(steps)
+        shape = audio.shape[:2]
+        x = torch.randn(shape, generator=generator, dtype=query.dtype).to(query.device)  # (B, K)
+        probs = torch.full(shape, 1.0 / shape[1], dtype=query.dtype, device=query.device)
+        for t in scheduler.timesteps:
+            logits = model(x, t.to(query.device), query, audio)  # (B, K)
+            probs = logits.softmax(dim=-1)
+            x = scheduler.step(relevance_to_sample(probs), t, x, eta=0.0).prev_sample
+        return probs
+
+
+class DiffATR:
+    """A loaded reranker: denoiser + sampler + the settings it was tuned with."""
+
+    def __init__(self, model: DiffATRDenoiser, config: DiffATRConfig, model_id: str = "") -> None:
+        self.model = model.eval()
+        self.config = config
+        self.sampler = DiffATRSampler(config)
+        self.model_id = model_id
+
+    def generate(
+        self, query: np.ndarray, audio: np.ndarray, steps: int | None = None
+    ) -> np.ndarray:
+        """query (D,) and candidates (K, D), unit CLAP vectors -> probabilities (K,)."""
+        query_t = torch.as_tensor(np.asarray(query, dtype=np.float32))[None]  # (1, D)
+        audio_t = torch.as_tensor(np.asarray(audio, dtype=np.float32))[None]  # (1, K, D)
+        generator = torch.Generator().manual_seed(self.config.seed)
+        probs = self.sampler(
+            self.model, query_t, audio_t, steps or self.config.sample_steps, generator
+        )
+        return probs[0].double().numpy()
+
+    def scores(
+        self, clap_scores: np.ndarray, probs: np.ndarray, alpha: float | None = None
+    ) -> np.ndarray:
+        """Final scores (K,): CLAP similarity + alpha * generated probability."""
+        weight = self.config.alpha if alpha is None else alpha
+        return np.asarray(clap_scores, dtype=np.float64) + weight * np.asarray(probs)
+
+
+def build_denoiser(config: DiffATRConfig, seed: int = 0) -> DiffATRDenoiser:
+    """A denoiser with seeded random weights, on CPU, in float32."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DiffATRDenoiser(config).float()
+
+
+def save_diffatr(
+    model: DiffATRDenoiser, config: DiffATRConfig, out_dir: Path, card: str | None = None
+) -> Path:
+    """Write fp16 `model.safetensors`, `config.json` and (with `card`) `README.md`, each under a
+    temporary name renamed into place."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}
+    writes: list[tuple[str, Any]] = [
+        (WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"})),
+        (CONFIG_FILE, lambda p: p.write_text(json.dumps(asdict(config), indent=2) + "\n")),
+    ]
+    if card is not None:
+        writes.append((CARD_FILE, lambda p: p.write_text(card)))
+    for name, write in writes:
+        tmp = out_dir / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, out_dir / name)
+    return out_dir
+
+
+class DiffATRLoadError(RuntimeError):
+    """A DiffATR checkpoint is missing, unreadable or does not match its config."""
+
+
+def load_diffatr(folder: Path, device: str = "cpu") -> DiffATR:
+    """Load a checkpoint folder; raises DiffATRLoadError naming what is wrong."""
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    if not config_path.is_file() or not weights.is_file():
+        raise DiffATRLoadError(
+            f"DiffATR checkpoint {folder} needs {CONFIG_FILE} and {WEIGHTS_FILE}"
+        )
+    try:
+        config = DiffATRConfig.from_dict(json.loads(config_path.read_text()))
+        state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        model = build_denoiser(config)
+        model.load_state_dict(state)
+    except Exception as exc:  # json, safetensors and torch raise several types
+        raise DiffATRLoadError(f"cannot load DiffATR checkpoint {folder}: {exc}") from exc
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    return DiffATR(model.to(torch.device(device)), config, model_id=f"diffatr:{digest}")

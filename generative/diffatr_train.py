@@ -1,0 +1,372 @@
+"""`foley train diffatr`: train the DiffATR reranker over frozen CLAP features of the corpus.
+
+1. Every clip's audio and every caption are embedded once with the CLAP checkpoint and cached
+   in `<corpus>/cache/`, keyed by the CLAP's model id.
+2. For each train caption the K candidates are its clip plus K-1 hard negatives drawn from the
+   clips CLAP ranks highest for it, in shuffled order.
+3. The loss is the generation loss: cross-entropy between the denoiser's predicted clean
+   distribution (from a noisy one at a random noise level) and the one-hot positive.
+4. DDIM steps and alpha are chosen on the val split; the checkpoint is saved as fp16.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from generative.diffatr import DiffATRConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from generative.clap import ClapModel
+    from generative.diffatr import DiffATRDenoiser
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMMAND = "foley train diffatr --corpus /work/corpus"
+# DDIM step counts tried on val; more steps cost latency at search time (about 1-2 ms each).
+TUNE_STEPS = (1, 2, 5, 10)
+TRAINING_FILE = "training.json"
+
+
+@dataclass
+class CorpusFeatures:
+    """Frozen CLAP features of a whole corpus."""
+
+    model_id: str
+    clip_ids: np.ndarray  # (N,) str
+    splits: np.ndarray  # (N,) str
+    labels: list[set[str]]  # (N,)
+    audio: np.ndarray  # (N, D) unit vectors
+    text: np.ndarray  # (C, D) unit vectors, every caption of every clip
+    caption_clip: np.ndarray  # (C,) index of each caption's clip
+
+    def split_captions(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.splits[self.caption_clip] == split)
+
+
+def _cache_path(corpus_dir: Path, model_id: str) -> Path:
+    return corpus_dir / "cache" / f"clap-features-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_id)}.npz"
+
+
+def corpus_features(corpus_dir: Path, clap: ClapModel) -> CorpusFeatures:
+    """The corpus's CLAP features, from the cache or embedded now (and cached)."""
+    from generative.clap_eval import embed_clips, read_manifest
+
+    corpus_dir = Path(corpus_dir)
+    clips = read_manifest(corpus_dir)
+    ids = np.asarray([c.id for c in clips])
+    path = _cache_path(corpus_dir, clap.model_id)
+    if path.is_file():
+        with np.load(path) as cached:
+            if np.array_equal(cached["clip_ids"], ids):
+                log.info("CLAP features from %s", path)
+                return _features(clap.model_id, clips, cached["audio"], cached["text"])
+        log.info("%s is stale (the manifest changed); embedding again", path)
+    started = time.perf_counter()
+    audio = embed_clips(clap, clips)
+    text = clap.embed_text([caption for clip in clips for caption in clip.captions])
+    log.info("embedded %d clips and %d captions in %.0f s", len(clips), len(text),
+             time.perf_counter() - started)  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, clip_ids=ids, audio=audio, text=text)
+    os.replace(tmp, path)
+    return _features(clap.model_id, clips, audio, text)
+
+
+def _features(
+    model_id: str, clips: list[Any], audio: np.ndarray, text: np.ndarray
+) -> CorpusFeatures:
+    return CorpusFeatures(
+        model_id=model_id,
+        clip_ids=np.asarray([c.id for c in clips]),
+        splits=np.asarray([c.split for c in clips]),
+        labels=[set(c.labels) for c in clips],
+        audio=audio.astype(np.float32),
+        text=text.astype(np.float32),
+        caption_clip=np.asarray([i for i, c in enumerate(clips) for _ in c.captions]),
+    )
+
+
+def hard_negatives(
+    text: np.ndarray, audio: np.ndarray, target: np.ndarray, pool: int, chunk: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each caption's CLAP top `pool` clips as the search would return them: (C, pool - 1)
+    negatives, hardest first, and (C,) whether the caption's own clip is in that top `pool`."""
+    negatives = np.zeros((len(text), pool - 1), dtype=np.int64)
+    reachable = np.zeros(len(text), dtype=bool)
+    for start in range(0, len(text), chunk):
+        own = target[start : start + chunk]
+        rows = np.arange(len(own))
+        sims = text[start : start + chunk] @ audio.T  # (c, D) @ (D, M) -> (c, M)
+        reachable[start : start + chunk] = (sims > sims[rows, own][:, None]).sum(axis=1) < pool
+        sims[rows, own] = -np.inf
+        top = np.argpartition(-sims, pool - 2, axis=1)[:, : pool - 1]
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
+        negatives[start : start + chunk] = np.take_along_axis(top, order, axis=1)
+    return negatives, reachable
+
+
+@dataclass
+class TrainOptions:
+    seed: int = 0
+    max_minutes: float = 25.0  # the loop stops here whatever `epochs` says
+    epochs: int = 40
+    batch_size: int = 256
+    candidates: int = 32  # K during training
+    pool: int = 64  # candidates come from each caption's CLAP top `pool` (its clip among them)
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    feature_noise: float = 0.0  # std of Gaussian noise on text features (then renormalised)
+    contrastive_weight: float = 0.0  # weight of the query adapter's contrastive loss
+    contrastive_scale: float = 20.0  # its logit scale (1 / temperature)
+    threads: int = 2
+    log_every: int = 100
+    model: DiffATRConfig = field(default_factory=DiffATRConfig)
+
+
+class Batches:
+    """Training examples: (query, K candidates in random order, position of the positive)."""
+
+    def __init__(self, features: CorpusFeatures, opts: TrainOptions) -> None:
+        clips = np.flatnonzero(features.splits == "train")
+        local = np.full(len(features.splits), -1)
+        local[clips] = np.arange(len(clips))
+        captions = features.split_captions("train")
+        text = features.text[captions]  # (C, D)
+        self.audio = features.audio[clips]  # (M, D)
+        target = local[features.caption_clip[captions]]  # (C,)
+        pool = min(opts.pool, len(clips))
+        self.k = min(opts.candidates, pool)
+        negatives, reachable = hard_negatives(text, self.audio, target, pool)
+        # Only captions whose clip is in their CLAP top `pool`: at search time the reranker
+        # sees nothing else, and a positive from outside it would stand out by its low cosine.
+        self.reachable_share = float(reachable.mean())
+        self.text, self.target = text[reachable], target[reachable]
+        self.negatives = negatives[reachable]  # (C', pool - 1)
+        log.info("%d of %d train captions have their clip in the CLAP top %d",
+                 len(self.text), len(text), pool)  # fmt: skip
+        self.opts = opts
+        self.rng = np.random.default_rng(opts.seed)
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def sample(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """rows (B,) -> query (B, D), candidates (B, K, D), positive position (B,)."""
+        b, pool = len(rows), self.negatives.shape[1]
+        picks = np.argsort(self.rng.random((b, pool)), axis=1)[:, : self.k - 1]  # (B, K-1)
+        negatives = np.take_along_axis(self.negatives[rows], picks, axis=1)
+        members = np.concatenate([self.target[rows, None], negatives], axis=1)  # (B, K)
+        order = np.argsort(self.rng.random(members.shape), axis=1)  # a shuffle per row
+        members = np.take_along_axis(members, order, axis=1)
+        positive = np.argmax(order == 0, axis=1)  # where column 0 (the positive) went
+        query = self.text[rows]
+        if self.opts.feature_noise > 0:
+            query = query + self.rng.normal(0, self.opts.feature_noise, query.shape)
+            query /= np.linalg.norm(query, axis=1, keepdims=True)
+        return query.astype(np.float32), self.audio[members], positive
+
+
+def generation_loss(
+    model: torch.nn.Module,
+    sampler: Any,
+    query: torch.Tensor,
+    audio: torch.Tensor,
+    positive: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Noise the one-hot distribution at a random level; cross-entropy of the prediction."""
+    import torch
+    import torch.nn.functional as F
+
+    from generative.diffatr import relevance_to_sample
+
+    b, k = audio.shape[:2]
+    clean = relevance_to_sample(F.one_hot(positive, k).float())  # (B, K) in [-1, 1]
+    steps = sampler.config.train_timesteps
+    timesteps = torch.randint(0, steps, (b,), generator=generator)  # (B,)
+    noise = torch.randn(clean.shape, generator=generator)
+    noisy = sampler.add_noise(clean, noise, timesteps)  # (B, K)
+    logits = model(noisy, timesteps, query, audio)  # (B, K)
+    return F.cross_entropy(logits, positive)
+
+
+def contrastive_loss(
+    model: DiffATRDenoiser,
+    query: torch.Tensor,
+    audio: torch.Tensor,
+    positive: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """InfoNCE of the adapted query against its K candidates (the positive and hard negatives)."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(model.adapted_similarity(query, audio) * scale, positive)
+
+
+def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, Any]]:
+    """Train a denoiser; returns it (eval mode) and facts about the run."""
+    import torch
+
+    from generative.diffatr import DiffATRSampler, build_denoiser
+
+    torch.set_num_threads(opts.threads)
+    data = Batches(features, opts)
+    model = build_denoiser(opts.model, seed=opts.seed).train()
+    sampler = DiffATRSampler(opts.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    per_epoch = max(1, len(data) // opts.batch_size)
+    total = per_epoch * opts.epochs
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=opts.lr, total_steps=total, pct_start=0.05
+    )
+    generator = torch.Generator().manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    started, losses, step = time.perf_counter(), [], 0
+    budget = opts.max_minutes * 60
+    while step < total and time.perf_counter() - started < budget:
+        for rows in np.array_split(rng.permutation(len(data)), per_epoch):
+            query, audio, positive = (torch.from_numpy(a) for a in data.sample(rows))
+            loss = generation_loss(model, sampler, query, audio, positive, generator)
+            if opts.contrastive_weight > 0:
+                extra = contrastive_loss(model, query, audio, positive, opts.contrastive_scale)
+                loss = loss + opts.contrastive_weight * extra
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            step += 1
+            if step % opts.log_every == 0:
+                recent = np.mean(losses[-opts.log_every :])
+                elapsed = time.perf_counter() - started
+                log.info("step %d/%d loss %.4f (%.0f s)", step, total, recent, elapsed)
+            if step >= total or time.perf_counter() - started >= budget:
+                break
+    facts = {
+        "train_captions": len(data),
+        "train_clips": len(data.audio),
+        "candidates": data.k,
+        "reachable_share": round(data.reachable_share, 4),
+        "steps": step,
+        "epochs": round(step / per_epoch, 2),
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+        "final_loss": round(float(np.mean(losses[-100:])), 4),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {opts.threads} threads",
+    }
+    return model.eval(), facts
+
+
+def train_diffatr(
+    corpus_dir: Path,
+    out_dir: Path,
+    clap_checkpoint: Path,
+    *,
+    seed: int = 0,
+    max_minutes: float = 25.0,
+    command: str = DEFAULT_COMMAND,
+    **overrides: Any,
+) -> Path:
+    """Train on the train split, choose DDIM steps and alpha on val, save to `out_dir`."""
+    import torch
+
+    from generative.clap import load_clap
+    from generative.diffatr import DiffATR, save_diffatr
+    from generative.diffatr_eval import ALPHA_GRID, split_lists, tune
+
+    opts = TrainOptions(seed=seed, max_minutes=max_minutes, **overrides)
+    torch.set_num_threads(opts.threads)
+    clap = load_clap(clap_checkpoint)
+    features = corpus_features(corpus_dir, clap)
+    opts.model.feature_dim = features.audio.shape[1]
+    opts.model.clap_model_id = clap.model_id
+    model, facts = fit(features, opts)
+    val = split_lists(features, "val", opts.model.top_n)
+    steps, alpha, rows = tune(DiffATR(model, opts.model), val, TUNE_STEPS, ALPHA_GRID)
+    opts.model.sample_steps, opts.model.alpha = steps, alpha
+    log.info("chose %d DDIM steps and alpha %g on val (%d captions)", steps, alpha, len(val.text))
+    facts.update(seed=seed, command=command, val_captions=len(val.text), val_tuning=rows)
+    facts["options"] = {k: v for k, v in asdict(opts).items() if k != "model"}
+    out = save_diffatr(model, opts.model, Path(out_dir), card=model_card(opts.model, facts, None))
+    (out / TRAINING_FILE).write_text(json.dumps(facts, indent=2) + "\n")
+    return out
+
+
+def model_card(config: DiffATRConfig, facts: dict[str, Any], table: str | None) -> str:
+    """The checkpoint's README.md: what it is, how it was trained, how it measures."""
+    opts = facts["options"]
+    full = [r for r in facts["val_tuning"] if r["captions"] == facts["val_captions"]]
+    val_clap = next(r for r in full if r["alpha"] == 0.0)
+    val_best = next(r for r in full if r["alpha"] == config.alpha)
+    lines = [
+        "# diffatr",
+        "",
+        "Foley's DiffATR reranker: diffusion over the distribution of relevance across the top-N "
+        "candidates of a text query, conditioned on frozen compact-CLAP features "
+        "(`generative/diffatr.py`). Final score = CLAP cosine + alpha x generated probability. "
+        "fp16 safetensors; load with `generative.diffatr.load_diffatr`.",
+        "",
+        "## Settings chosen on val",
+        "",
+        f"- alpha = {config.alpha}, DDIM steps = {config.sample_steps}, top N = {config.top_n} "
+        f"(val R@1 {100 * val_clap['R@1']:.1f} -> {100 * val_best['R@1']:.1f} %, "
+        f"{facts['val_captions']} val captions).",
+        f"- CLAP features: `{config.clap_model_id}`.",
+        "",
+        "## Training",
+        "",
+        f"- Data: the corpus train split, {facts['train_captions']} captions of "
+        f"{facts['train_clips']} clips; per caption K = {facts['candidates']} candidates: its "
+        f"clip and {facts['candidates'] - 1} negatives drawn from the {opts['pool']} clips CLAP "
+        "ranks highest, shuffled.",
+        "- Loss: cross-entropy between the predicted clean distribution and the one-hot "
+        f"positive, at a uniform random timestep of {config.train_timesteps} "
+        f"({config.beta_schedule} schedule); AdamW lr {opts['lr']:g}, weight decay "
+        f"{opts['weight_decay']:g}, one-cycle schedule, batch {opts['batch_size']}, text "
+        f"feature noise {opts['feature_noise']:g}.",
+        f"- {facts['steps']} steps ({facts['epochs']} epochs) in {facts['minutes']} min on "
+        f"{facts['machine']}; final loss {facts['final_loss']}.",
+        f"- Command: `{facts['command']}` (seed {facts['seed']}).",
+        "",
+        "## Evaluation",
+        "",
+        "Measured by `foley eval rerank` (`generative/diffatr_eval.py`).",
+        "",
+        table if table is not None else "(not evaluated yet)",
+        "",
+    ]
+    if facts.get("notes"):
+        lines += ["## What was tried", "", facts["notes"], ""]
+    lines += ["## Config", "", "```json", json.dumps(asdict(config), indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def update_card(checkpoint: Path, table: str) -> None:
+    """Rewrite the checkpoint's README.md with an evaluation table, keeping its
+    "What was tried" section."""
+    from generative.diffatr import CARD_FILE, CONFIG_FILE
+
+    checkpoint = Path(checkpoint)
+    facts = json.loads((checkpoint / TRAINING_FILE).read_text())
+    config = DiffATRConfig.from_dict(json.loads((checkpoint / CONFIG_FILE).read_text()))
+    card_path = checkpoint / CARD_FILE
+    if card_path.is_file():
+        found = re.search(r"## What was tried\n\n(.*?)\n+(?=## |\Z)", card_path.read_text(), re.S)
+        if found:
+            facts["notes"] = found.group(1).strip()
+    tmp = checkpoint / f".{CARD_FILE}.tmp"
+    tmp.write_text(model_card(config, facts, table))
+    os.replace(tmp, card_path)

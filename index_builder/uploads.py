@@ -1,0 +1,267 @@
+"""Uploads: a stored file becomes a sound, through the same writer as a library scan.
+
+The API has already checked the file's size and header and put its bytes in the store
+(`core.store`). The upload job then decodes, embeds, captions (later) and writes the sound,
+its store location, its embedding and an outbox entry in one catalog transaction, the same
+transaction that marks the job succeeded. The index syncer of the process that owns the
+vector index applies the outbox entry, so a worker never opens the index.
+
+Identity is the content hash: the same bytes uploaded again give the existing sound
+(`duplicate: true`). A file that cannot be decoded fails the job and leaves nothing in the
+catalog, and its stored copy is removed unless something else still needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.audio import AudioError, DecodeLimits, probe
+from core.catalog import Embedding, Job, JobStatus, Location, OutboxEntry, Sound, SoundSource
+from core.db import Catalog
+from core.jobs import (
+    ACTIVE,
+    TRANSIENT_ERRORS,
+    JobFailed,
+    JobKind,
+    JobRun,
+    JobSuperseded,
+    new_job,
+)
+from core.store import FileStore
+from index_builder.embed import (
+    AudioEmbedder,
+    Decoded,
+    Failed,
+    content_hash,
+    decode_for,
+    embed_decoded,
+)
+from index_builder.scan import title_from_path
+from index_builder.writer import FileOutcome, write_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """What an upload job needs, as kept in the job's params."""
+
+    stored: str  # path relative to the store
+    filename: str  # the name the client gave, for the title and messages
+    content_hash: str
+
+    def as_params(self) -> dict[str, str]:
+        return {"stored": self.stored, "filename": self.filename, "content_hash": self.content_hash}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> UploadRequest:
+        try:
+            return cls(str(params["stored"]), str(params["filename"]), str(params["content_hash"]))
+        except KeyError as exc:
+            raise JobFailed(f"the upload job lacks its {exc.args[0]!r} parameter") from exc
+
+
+# The format `probe` reports -> the extension the stored copy gets.
+STORED_EXTENSIONS = {"wav": "wav", "flac": "flac", "ogg": "ogg", "mp3": "mp3", "aiff": "aiff"}
+MAX_FILENAME = 255
+
+
+def client_filename(raw: str | None) -> str:
+    """The base name a client sent, without any folders it tried to smuggle in."""
+    name = PurePosixPath((raw or "").replace("\\", "/")).name.strip()
+    return name[:MAX_FILENAME] or "upload"
+
+
+def receive_upload(
+    catalog: Catalog, store: FileStore, limits: DecodeLimits, filename: str, stream: BinaryIO
+) -> Job:
+    """Check an upload before accepting it; return its job (committed).
+
+    A file whose header `probe` refuses is not stored: its job is created already failed,
+    with the reason. A file that passes is stored content-addressed and its job is queued;
+    the caller sends it to the queue.
+    """
+    staged = store.stage(stream, max_bytes=limits.max_bytes)
+    try:
+        info = probe(staged.temp_path, limits, name=filename)
+    except AudioError as exc:
+        store.discard(staged)
+        with catalog.session() as session:
+            params = {"filename": filename, "content_hash": staged.content_hash}
+            return new_job(
+                session, JobKind.upload.value, params, status=JobStatus.failed.value, error=str(exc)
+            )
+    except BaseException:
+        store.discard(staged)
+        raise
+    path = store.commit(staged, STORED_EXTENSIONS[info.format])
+    request = UploadRequest(store.relative(path), filename, staged.content_hash)
+    with catalog.session() as session:
+        return new_job(session, JobKind.upload.value, request.as_params())
+
+
+def caption_step(decoded: Decoded, request: UploadRequest) -> tuple[str | None, list[str]]:
+    """Caption and tag an upload: (caption, tags) for its catalog row.
+
+    This is where AutoCap will run, on the decoded audio with the file name as metadata,
+    before the catalog write so the caption commits with the sound. Until that model is in
+    place an upload gets no caption and no tags: it is found by its audio embedding and its
+    title.
+    """
+    return None, []
+
+
+def ingest_upload(
+    catalog: Catalog,
+    model: AudioEmbedder,
+    store: FileStore,
+    limits: DecodeLimits,
+    run: JobRun,
+) -> dict[str, Any]:
+    """The upload job: decode, embed, caption, write; returns the job's result."""
+    request = UploadRequest.from_params(run.params)
+    path = store.resolve(request.stored)
+    try:
+        return _ingest(catalog, model, limits, run, request, path)
+    except JobSuperseded:
+        raise  # the attempt that took over needs the stored file
+    except TRANSIENT_ERRORS:
+        raise  # the retry needs it too
+    except Exception:
+        # Failed or cancelled: nothing of this upload stays unless another job needs it.
+        discard_if_unused(catalog, store, path, exclude_job=run.id)
+        raise
+
+
+def _ingest(
+    catalog: Catalog,
+    model: AudioEmbedder,
+    limits: DecodeLimits,
+    run: JobRun,
+    request: UploadRequest,
+    path: Path,
+) -> dict[str, Any]:
+    run.progress(0.05, "looking for the same bytes in the catalog")
+    with catalog.session() as session:
+        known = _embedded_sound(session, request.content_hash, model.model_id)
+        if known is not None:
+            return _finish_duplicate(session, run, known, path, request)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise JobFailed(f"{request.filename}: the stored upload has disappeared") from None
+    if content_hash(data) != request.content_hash:
+        raise JobFailed(f"{request.filename}: the stored file does not match its hash")
+    run.progress(0.1, "decoding")
+    decoded = decode_for(model, data, request.filename, limits)
+    if isinstance(decoded, Failed):
+        raise JobFailed(decoded.message)
+    run.progress(0.3, "embedding")
+    embedded = embed_decoded(model, [decoded])[0]
+    run.progress(0.8, "captioning")
+    caption, tags = caption_step(decoded, request)
+    run.progress(0.9, "writing to the catalog")
+    stat = path.stat()
+    outcome = FileOutcome(
+        path=str(path),
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        library_id=None,
+        content_hash=request.content_hash,
+        result=embedded,
+        title=title_from_path(Path(request.filename)),
+        tags=tags,
+        source=SoundSource.upload.value,
+    )
+    # Two uploads of the same new bytes can race to insert the sound; the loser sees the
+    # winner's row on its second try and becomes a duplicate.
+    for attempt in range(2):
+        try:
+            with catalog.session() as session:
+                return _write(session, run, outcome, model.model_id, caption)
+        except IntegrityError:
+            if attempt:
+                raise
+            log.info("%s was written by a concurrent upload; linking to it", request.filename)
+    raise AssertionError("unreachable")
+
+
+def _write(
+    session: Session, run: JobRun, outcome: FileOutcome, model_id: str, caption: str | None
+) -> dict[str, Any]:
+    existed = session.scalar(select(Sound.id).where(Sound.content_hash == outcome.content_hash))
+    write_batch(session, [outcome], model_id)
+    sound = session.scalar(select(Sound).where(Sound.content_hash == outcome.content_hash))
+    assert sound is not None
+    if caption is not None and sound.caption is None:
+        sound.caption = caption
+    result = _result(session, sound, duplicate=existed is not None)
+    run.succeed_in(session, result, "duplicate of an existing sound" if existed else "indexed")
+    return result
+
+
+def _finish_duplicate(
+    session: Session, run: JobRun, sound: Sound, path: Path, request: UploadRequest
+) -> dict[str, Any]:
+    """The bytes are already a sound: keep the upload as one more location of it."""
+    if path.exists() and session.scalar(select(Location).where(Location.path == str(path))) is None:
+        stat = path.stat()
+        session.add(
+            Location(
+                sound_id=sound.id,
+                library_id=None,
+                path=str(path),
+                size=stat.st_size,
+                mtime_ns=stat.st_mtime_ns,
+            )
+        )
+    result = _result(session, sound, duplicate=True)
+    run.succeed_in(session, result, "duplicate of an existing sound")
+    log.info("%s is sound %d already", request.filename, sound.id)
+    return result
+
+
+def _embedded_sound(session: Session, digest: str, model_id: str) -> Sound | None:
+    return session.scalar(
+        select(Sound)
+        .join(Embedding, Embedding.sound_id == Sound.id)
+        .where(Sound.content_hash == digest, Embedding.model_id == model_id)
+    )
+
+
+def _result(session: Session, sound: Sound, *, duplicate: bool) -> dict[str, Any]:
+    session.flush()
+    seq = session.scalar(select(func.max(OutboxEntry.seq)).where(OutboxEntry.sound_id == sound.id))
+    return {
+        "sound_id": sound.id,
+        "duplicate": duplicate,
+        "content_hash": sound.content_hash,
+        "title": sound.title,
+        # The sound is searchable once the index syncer has applied this outbox entry.
+        "outbox_seq": int(seq or 0),
+    }
+
+
+def discard_if_unused(
+    catalog: Catalog, store: FileStore, path: Path, *, exclude_job: str | None = None
+) -> bool:
+    """Remove a stored file unless a sound lives there or another upload job still needs it."""
+    digest = path.stem
+    with catalog.session() as session:
+        if session.scalar(select(Location.id).where(Location.path == str(path))) is not None:
+            return False
+        active = session.scalars(
+            select(Job.params).where(
+                Job.kind == JobKind.upload.value, Job.status.in_(ACTIVE), Job.id != exclude_job
+            )
+        )
+        if any(params.get("content_hash") == digest for params in active):
+            return False
+    return store.remove(path)

@@ -1,0 +1,120 @@
+"""Libraries: folders of sound files that Foley indexes, and their scans."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.catalog import Job, JobStatus, Library, Location
+from core.jobs import ACTIVE, JobKind, new_job
+from search.api.deps import QueueDep, SessionDep
+from search.api.errors import error_response
+from search.api.routes.jobs import JobPublic, accepted, job_public
+from search.api.security import ReadAccess, WriteAccess
+from workers.queue import QueueUnavailableError
+
+router = APIRouter(prefix="/libraries", tags=["libraries"])
+
+
+class LibraryCreate(BaseModel):
+    path: str = Field(description="an absolute path to a folder on the server", min_length=1)
+
+
+class LibraryPublic(BaseModel):
+    id: int
+    path: str
+    name: str
+    created_at: datetime
+    last_scan_at: datetime | None
+    sounds: int
+    scan_url: str
+
+
+class LibrariesPublic(BaseModel):
+    data: list[LibraryPublic]
+    count: int
+
+
+def _public(session: Session, library: Library) -> LibraryPublic:
+    sounds = session.scalar(
+        select(func.count(func.distinct(Location.sound_id))).where(
+            Location.library_id == library.id
+        )
+    )
+    return LibraryPublic(
+        id=library.id,
+        path=library.path,
+        name=library.name,
+        created_at=library.created_at,
+        last_scan_at=library.last_scan_at,
+        sounds=sounds or 0,
+        scan_url=f"/api/libraries/{library.id}/scan",
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=LibraryPublic,
+    dependencies=[WriteAccess],
+    responses={400: {"description": "the path is not a folder"}},
+)
+def create_library(session: SessionDep, body: LibraryCreate) -> Any:
+    """Register a folder as a library (registering it again returns the same library)."""
+    raw = Path(body.path).expanduser()
+    if not raw.is_absolute():
+        return error_response(400, "bad_path", f"{body.path} must be an absolute path")
+    root = raw.resolve()
+    if not root.exists():
+        return error_response(400, "not_found", f"{root} does not exist on the server")
+    if not root.is_dir():
+        return error_response(400, "not_a_folder", f"{root} is not a folder")
+    library = session.scalar(select(Library).where(Library.path == str(root)))
+    created = library is None
+    if library is None:
+        library = Library(path=str(root), name=root.name or str(root))
+        session.add(library)
+        session.commit()
+    public = _public(session, library)
+    return JSONResponse(status_code=201 if created else 200, content=public.model_dump(mode="json"))
+
+
+@router.get("", response_model=LibrariesPublic, dependencies=[ReadAccess])
+def list_libraries(session: SessionDep) -> LibrariesPublic:
+    """List registered libraries."""
+    libraries = session.scalars(select(Library).order_by(Library.id)).all()
+    return LibrariesPublic(data=[_public(session, lib) for lib in libraries], count=len(libraries))
+
+
+@router.post(
+    "/{library_id}/scan",
+    status_code=202,
+    response_model=JobPublic,
+    dependencies=[WriteAccess],
+)
+def scan_library(session: SessionDep, queue: QueueDep, library_id: int) -> Any:
+    """Index the library's folder as a job (a scan already under way is returned instead)."""
+    if session.get(Library, library_id) is None:
+        raise HTTPException(404, f"no library with id {library_id}")
+    active = session.scalars(
+        select(Job).where(Job.kind == JobKind.scan.value, Job.status.in_(ACTIVE))
+    ).all()
+    for job in active:
+        if job.params.get("library_id") == library_id:
+            return accepted(job_public(job), job.id)
+    job = new_job(session, JobKind.scan.value, {"library_id": library_id})
+    session.commit()
+    try:
+        queue.send(job.id, job.kind)
+    except QueueUnavailableError as exc:
+        job.status, job.error = JobStatus.failed.value, str(exc)
+        session.commit()
+        return error_response(503, "queue_unavailable", str(exc))
+    return accepted(job_public(job), job.id)

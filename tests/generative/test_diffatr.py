@@ -1,0 +1,185 @@
+"""DiffATR: a tiny random denoiser's shapes and determinism, the sampler, checkpoints,
+negative mining, a short training run and the ranking metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from generative.diffatr import (  # noqa: E402
+    DiffATR,
+    DiffATRConfig,
+    DiffATRSampler,
+    build_denoiser,
+    load_diffatr,
+    save_diffatr,
+)
+
+
+def tiny_config(**overrides: object) -> DiffATRConfig:
+    values: dict[str, object] = dict(feature_dim=8, width=8, heads=2, train_timesteps=20)
+    values.update(overrides)
+    return DiffATRConfig(**values)  # type: ignore[arg-type]
+
+
+def unit(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    x = rng.standard_normal(shape).astype(np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_denoiser_shapes_and_determinism() -> None:
+    config = tiny_config()
+    rng = np.random.default_rng(0)
+    query, audio = torch.from_numpy(unit(rng, 3, 8)), torch.from_numpy(unit(rng, 3, 5, 8))
+    noisy, t = torch.randn(3, 5), torch.tensor([0, 7, 19])
+    first = build_denoiser(config, seed=1).eval()(noisy, t, query, audio)
+    again = build_denoiser(config, seed=1).eval()(noisy, t, query, audio)
+    other = build_denoiser(config, seed=2).eval()(noisy, t, query, audio)
+    assert first.shape == (3, 5)
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+    # A scalar timestep is broadcast over the batch.
+    scalar = build_denoiser(config, seed=1).eval()(noisy, torch.tensor(7), query, audio)
+    assert torch.allclose(scalar[1], first[1], atol=1e-6)
+
+
+def test_denoiser_is_permutation_equivariant() -> None:
+    """Candidates carry no position: shuffling them shuffles the logits the same way."""
+    model = build_denoiser(tiny_config(), seed=0).eval()
+    rng = np.random.default_rng(1)
+    query, audio = torch.from_numpy(unit(rng, 1, 8)), torch.from_numpy(unit(rng, 1, 6, 8))
+    noisy, perm = torch.randn(1, 6), torch.tensor([3, 0, 5, 1, 4, 2])
+    logits = model(noisy, torch.tensor(5), query, audio)
+    shuffled = model(noisy[:, perm], torch.tensor(5), query, audio[:, perm])
+    assert torch.allclose(logits[:, perm], shuffled, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_sampler_returns_a_distribution(steps: int) -> None:
+    config = tiny_config()
+    model = build_denoiser(config).eval()
+    rng = np.random.default_rng(2)
+    query, audio = torch.from_numpy(unit(rng, 4, 8)), torch.from_numpy(unit(rng, 4, 7, 8))
+    probs = DiffATRSampler(config)(model, query, audio, steps, torch.Generator().manual_seed(0))
+    assert probs.shape == (4, 7)
+    assert bool((probs >= 0).all())
+    assert torch.allclose(probs.sum(dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_sampler_rejects_bad_input() -> None:
+    config = tiny_config()
+    sampler, model = DiffATRSampler(config), build_denoiser(config)
+    with pytest.raises(ValueError, match="steps"):
+        sampler(model, torch.zeros(1, 8), torch.zeros(1, 3, 8), 0)
+    with pytest.raises(ValueError, match="query"):
+        sampler(model, torch.zeros(8), torch.zeros(1, 3, 8), 1)
+
+
+def test_generate_is_deterministic_and_checkpoint_round_trips(tmp_path: Path) -> None:
+    config = tiny_config(alpha=0.3, sample_steps=2, clap_model_id="clap-compact:test")
+    reranker = DiffATR(build_denoiser(config, seed=3), config)
+    rng = np.random.default_rng(3)
+    query, audio = unit(rng, 8), unit(rng, 10, 8)
+    probs = reranker.generate(query, audio)
+    assert np.array_equal(probs, reranker.generate(query, audio))
+    save_diffatr(reranker.model, config, tmp_path / "ckpt", card="# tiny\n")
+    loaded = load_diffatr(tmp_path / "ckpt")
+    assert loaded.config == config
+    assert loaded.model_id.startswith("diffatr:")
+    assert np.allclose(loaded.generate(query, audio), probs, atol=2e-3)  # fp16 weights
+    clap = np.linspace(0.5, 0.1, 10)
+    assert np.allclose(loaded.scores(clap, probs), clap + 0.3 * probs)
+
+
+def test_load_reports_a_broken_checkpoint(tmp_path: Path) -> None:
+    from generative.diffatr import DiffATRLoadError
+
+    with pytest.raises(DiffATRLoadError, match="needs"):
+        load_diffatr(tmp_path)
+    config = tiny_config()
+    save_diffatr(build_denoiser(config), config, tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(DiffATRLoadError, match="cannot load"):
+        load_diffatr(tmp_path)
+
+
+def synthetic_features(clips: int = 60, captions: int = 3, dim: int = 8, seed: int = 0):  # noqa: ANN201
+    """Clips in 6 classes; each caption is its clip's vector plus noise."""
+    from generative.diffatr_train import CorpusFeatures
+
+    rng = np.random.default_rng(seed)
+    classes = unit(rng, 6, dim)
+    label = np.arange(clips) % 6
+    audio = classes[label] + 0.6 * unit(rng, clips, dim)
+    audio /= np.linalg.norm(audio, axis=1, keepdims=True)
+    owner = np.repeat(np.arange(clips), captions)
+    text = audio[owner] + 0.5 * unit(rng, len(owner), dim)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    splits = np.asarray(["train", "train", "train", "val", "test", "ood"])[np.arange(clips) % 6]
+    return CorpusFeatures(
+        model_id="synthetic",
+        clip_ids=np.asarray([f"c{i}" for i in range(clips)]),
+        splits=splits[rng.permutation(clips)],
+        labels=[{f"class{c}"} for c in label],
+        audio=audio.astype(np.float32),
+        text=text.astype(np.float32),
+        caption_clip=owner,
+    )
+
+
+def test_hard_negatives_leave_the_positive_out() -> None:
+    from generative.diffatr_train import hard_negatives
+
+    features = synthetic_features()
+    owner = features.caption_clip
+    negatives, reachable = hard_negatives(features.text, features.audio, owner, pool=2)
+    assert negatives.shape == (len(features.text), 1)
+    assert not (negatives == owner[:, None]).any()
+    sims = np.einsum("cd,ckd->ck", features.text, features.audio[negatives])
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # hardest first
+    all_sims = features.text @ features.audio.T
+    rank = (all_sims > all_sims[np.arange(len(owner)), owner][:, None]).sum(axis=1)
+    assert np.array_equal(reachable, rank < 2)
+    assert 0 < reachable.mean() < 1
+
+
+def test_batches_put_the_positive_where_they_say() -> None:
+    from generative.diffatr_train import Batches, TrainOptions
+
+    opts = TrainOptions(candidates=6, pool=10, model=tiny_config())
+    data = Batches(synthetic_features(), opts)
+    rows = np.arange(len(data))
+    query, audio, positive = data.sample(rows)
+    assert audio.shape == (len(data), 6, 8)
+    assert np.array_equal(audio[rows, positive], data.audio[data.target])
+    assert len(set(positive.tolist())) > 1  # shuffled, not always first
+
+
+def test_short_training_lowers_the_generation_loss() -> None:
+    from generative.diffatr_train import TrainOptions, fit
+
+    opts = TrainOptions(
+        epochs=30, batch_size=16, candidates=6, pool=10, lr=3e-3, threads=1,
+        log_every=1000, model=tiny_config(dropout=0.0),
+    )  # fmt: skip
+    model, facts = fit(synthetic_features(), opts)
+    assert facts["steps"] > 0 and not model.training
+    assert facts["final_loss"] < 0.8 * np.log(6)  # chance is ln K
+
+
+def test_rank_metrics_and_candidate_lists() -> None:
+    from generative.diffatr_eval import candidate_lists, rank_metrics
+
+    audio = np.eye(4, dtype=np.float32)
+    text = np.asarray([[1, 0.5, 0, 0], [0.1, 0, 0.2, 1]], dtype=np.float32)
+    labels = [{"a"}, {"a"}, {"b"}, {"b"}]
+    lists = candidate_lists(text, audio, np.asarray([1, 3]), labels, n=3)
+    assert lists.index.tolist() == [[0, 1, 2], [3, 2, 0]]
+    by_clap = rank_metrics(lists, lists.clap)
+    assert by_clap["R@1"] == 0.5 and by_clap["mAP@10"] == pytest.approx(0.75)
+    boosted = rank_metrics(lists, lists.clap + np.asarray([[0, 1, 0], [0, 0, 0]]))
+    assert boosted["R@1"] == 1.0

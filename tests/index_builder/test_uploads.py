@@ -1,0 +1,108 @@
+"""Uploads as plain functions: receive (check + store), then ingest as a job body."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+from sqlalchemy import func, select
+
+from core.audio import DecodeLimits
+from core.catalog import Embedding, Job, Location, OutboxEntry, Sound
+from core.db import Catalog
+from core.jobs import JobRun, execute
+from core.store import FileStore
+from index_builder.uploads import client_filename, ingest_upload, receive_upload
+from tests.sounds import SAMPLE_RATE, tone
+
+LIMITS = DecodeLimits(
+    max_bytes=10_000_000, max_duration_s=60, max_sample_rate=48_000, max_channels=2
+)
+
+
+def flac_bytes(kind: int, seconds: float = 1.5) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(kind, seconds), SAMPLE_RATE, format="FLAC")
+    return buffer.getvalue()
+
+
+def stored_files(store: FileStore) -> list[Path]:
+    return sorted(p for p in store.root.rglob("*") if p.is_file())
+
+
+def ingest(catalog: Catalog, clap: Any, store: FileStore, job_id: str) -> Job:
+    def body(run: JobRun) -> dict[str, Any]:
+        return ingest_upload(catalog, clap, store, LIMITS, run)
+
+    execute(catalog, job_id, body, lease_s=30)
+    with catalog.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def count(catalog: Catalog, model: type) -> int:
+    with catalog.session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_an_upload_becomes_one_sound_and_again_is_a_duplicate(
+    catalog: Catalog, tiny_clap: Any, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "store")
+    data = flac_bytes(3)
+    job = receive_upload(catalog, store, LIMITS, "Door_Creak-01.flac", io.BytesIO(data))
+    assert job.status == "queued" and job.params["filename"] == "Door_Creak-01.flac"
+    done = ingest(catalog, tiny_clap, store, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.result is not None and done.result["duplicate"] is False
+    sound_id = done.result["sound_id"]
+    with catalog.session() as session:
+        sound = session.get(Sound, sound_id)
+        assert sound is not None
+        assert (sound.source, sound.title, sound.format) == ("upload", "Door Creak 01", "flac")
+        (location,) = sound.locations
+        assert location.library_id is None and Path(location.path) == stored_files(store)[0]
+        assert Path(location.path).read_bytes() == data
+        assert session.scalar(select(func.count()).where(Embedding.sound_id == sound_id)) == 1
+        seqs = session.scalars(select(OutboxEntry.seq).where(OutboxEntry.sound_id == sound_id))
+        assert list(seqs) == [done.result["outbox_seq"]]
+
+    again = receive_upload(catalog, store, LIMITS, "copy.flac", io.BytesIO(data))
+    repeat = ingest(catalog, tiny_clap, store, again.id)
+    assert repeat.status == "succeeded"
+    assert repeat.result is not None
+    assert (repeat.result["sound_id"], repeat.result["duplicate"]) == (sound_id, True)
+    assert count(catalog, Sound) == 1 and count(catalog, OutboxEntry) == 1
+    assert count(catalog, Location) == 1 and len(stored_files(store)) == 1
+
+
+def test_a_file_refused_by_its_header_is_never_stored(catalog: Catalog, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    job = receive_upload(catalog, store, LIMITS, "notes.wav", io.BytesIO(b"plain text " * 100))
+    assert job.status == "failed" and job.finished_at is not None
+    assert job.error is not None and job.error.startswith("notes.wav is not a WAV, FLAC")
+    assert stored_files(store) == [] and count(catalog, Sound) == 0
+
+
+def test_a_file_that_fails_to_decode_leaves_nothing(
+    catalog: Catalog, tiny_clap: Any, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "store")
+    data = flac_bytes(5, seconds=3.0)
+    cut = data[: len(data) // 2]  # its header still promises 3 s
+    job = receive_upload(catalog, store, LIMITS, "cut.flac", io.BytesIO(cut))
+    assert job.status == "queued" and len(stored_files(store)) == 1
+    done = ingest(catalog, tiny_clap, store, job.id)
+    assert done.status == "failed"
+    assert done.error is not None and done.error.startswith("cut.flac is damaged or cut off")
+    assert stored_files(store) == []
+    assert count(catalog, Sound) == 0 and count(catalog, OutboxEntry) == 0
+
+
+def test_client_file_names_lose_their_folders() -> None:
+    assert client_filename("../../etc/passwd") == "passwd"
+    assert client_filename("C:\\Users\\me\\rain.wav") == "rain.wav"
+    assert client_filename("") == client_filename(None) == "upload"

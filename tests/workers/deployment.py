@@ -1,0 +1,193 @@
+"""A real deployment for queue tests: a `foley worker` process beside the API in the test
+process, sharing a data dir, a catalog and a broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.catalog import Job
+from core.config import Settings
+from core.jobs import new_job
+from search.service import Foley
+from workers.queue import JobQueue
+
+API_KEY = "test-key-7f3a"
+LEASE_S = 2.0
+FINISHED = ("succeeded", "failed", "cancelled")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Deployment:
+    name: str
+    settings: Settings
+    env: dict[str, str]
+    log_path: Path
+    foley: Foley
+    client: TestClient
+    queue: JobQueue
+    worker: subprocess.Popen[bytes] | None = None
+    _log: Any = field(default=None, repr=False)
+
+    headers = {"X-API-Key": API_KEY}
+
+    # --- the worker process -------------------------------------------------------------
+    def start_worker(self) -> None:
+        self._log = self.log_path.open("ab")
+        self.worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "index_builder.cli",
+                "worker",
+                "--queues=cpu,gpu",
+                f"--hostname=test-{uuid.uuid4().hex[:8]}@%h",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def pool_pids(self) -> list[int]:
+        assert self.worker is not None
+        return children_of(self.worker.pid)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker's main process and its pool processes at once."""
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(timeout=10)
+
+    def stop_worker(self) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        self.worker.send_signal(signal.SIGTERM)
+        try:
+            self.worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    # --- jobs ---------------------------------------------------------------------------
+    def submit(self, kind: str, **params: Any) -> str:
+        with self.foley.catalog.session() as session:
+            job_id = new_job(session, kind, params).id
+        self.queue.send(job_id, kind)
+        return job_id
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/api/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait(
+        self, job_id: str, until: Any = FINISHED, timeout: float = 90.0, **extra: Any
+    ) -> dict[str, Any]:
+        """Poll until the job's status is in `until` (and `extra(job)` holds, if given)."""
+        check = extra.get("where", lambda job: True)
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in until and check(job):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"job {job_id} stuck at {job}\n--- worker log ---\n{self.log_tail()}"
+                )
+            time.sleep(0.02)
+
+    def raw_job(self, job_id: str) -> Job:
+        with self.foley.catalog.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return job
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _fresh_postgres(base: str) -> Iterator[str]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"foley_jobs_{uuid.uuid4().hex[:12]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _drop_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def backends(kind: str) -> Iterator[dict[str, str]]:
+    if kind == "embedded":
+        yield {}
+        return
+    redis_url = os.environ.get("FOLEY_TEST_REDIS_URL")
+    postgres_url = os.environ.get("FOLEY_TEST_POSTGRES_URL")
+    missing = [
+        name
+        for name, value in (
+            ("FOLEY_TEST_REDIS_URL", redis_url),
+            ("FOLEY_TEST_POSTGRES_URL", postgres_url),
+        )
+        if not value
+    ]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not set: scale-out (Redis + PostgreSQL) skipped")
+    assert redis_url and postgres_url
+    prefix = f"foley-test-{uuid.uuid4().hex[:10]}:"
+    for database_url in _fresh_postgres(postgres_url):
+        try:
+            yield {
+                "FOLEY_DATABASE_URL": database_url,
+                "FOLEY_BROKER_URL": redis_url,
+                "FOLEY_BROKER_KEY_PREFIX": prefix,
+            }
+        finally:
+            _drop_redis_keys(redis_url, prefix)

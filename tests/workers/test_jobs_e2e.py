@@ -1,0 +1,188 @@
+"""Jobs end to end through a real worker process and a real broker (no eager mode).
+
+Each test runs against the embedded queue and, when FOLEY_TEST_REDIS_URL and
+FOLEY_TEST_POSTGRES_URL are set, against Redis + PostgreSQL (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from sqlalchemy import func, select
+
+from core.catalog import OutboxEntry, Sound
+from tests.sounds import SAMPLE_RATE, tone, write_library
+from tests.workers.deployment import Deployment
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def wav(kind: int, seconds: float = 1.5) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(kind, seconds), SAMPLE_RATE, format="WAV")
+    return buffer.getvalue()
+
+
+def flac(kind: int, seconds: float = 3.0) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(kind, seconds), SAMPLE_RATE, format="FLAC")
+    return buffer.getvalue()
+
+
+def upload(dep: Deployment, *files: tuple[str, bytes]) -> list[dict]:
+    response = dep.client.post(
+        "/api/uploads", files=[("files", f) for f in files], headers=dep.headers
+    )
+    assert response.status_code == 202, response.text
+    jobs: list[dict] = response.json()["data"]
+    assert response.headers["location"] == jobs[0]["url"]
+    return jobs
+
+
+def sounds_with_hash(dep: Deployment, digest: str) -> int:
+    with dep.foley.catalog.session() as session:
+        query = select(func.count()).where(Sound.content_hash == digest)
+        return session.scalar(query) or 0
+
+
+def upserts_for(dep: Deployment, sound_id: int) -> int:
+    with dep.foley.catalog.session() as session:
+        query = select(func.count()).where(OutboxEntry.sound_id == sound_id)
+        return session.scalar(query) or 0
+
+
+def stored(dep: Deployment, digest: str) -> list[Path]:
+    return sorted(dep.settings.store_path.rglob(f"{digest}.*"))
+
+
+def test_upload_is_indexed_then_found_by_search(deployment: Deployment) -> None:
+    dep = deployment
+    first, second = upload(dep, ("Glass_Clink.wav", wav(21)), ("low-hum.wav", wav(22)))
+    done = [dep.wait(job["id"]) for job in (first, second)]
+    assert [job["status"] for job in done] == ["succeeded", "succeeded"], done
+    results = [job["result"] for job in done]
+    assert [r["duplicate"] for r in results] == [False, False]
+    assert results[0]["sound_id"] != results[1]["sound_id"]
+    assert done[0]["progress"] == 1.0 and done[0]["attempts"] == 1
+
+    # The API's index syncer applies the worker's outbox entry within a moment.
+    searchable = dep.wait(first["id"], where=lambda job: job["searchable"] is True, timeout=10)
+    assert searchable["status"] == "succeeded"
+    found = dep.client.post(
+        "/api/search/audio", files={"file": ("q.wav", wav(21))}, data={"k": 3}
+    ).json()["data"]
+    assert found[0]["id"] == results[0]["sound_id"]
+    assert found[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    dep.wait(second["id"], where=lambda job: job["searchable"] is True, timeout=10)
+    uploads = dep.client.get("/api/search", params={"q": "a sound", "source": "upload", "k": 50})
+    assert {r["sound_id"] for r in results} <= {hit["id"] for hit in uploads.json()["data"]}
+
+    sound = dep.client.get(f"/api/sounds/{results[0]['sound_id']}").json()
+    assert (sound["source"], sound["title"]) == ("upload", "Glass Clink")
+    assert sound["locations"] == [str(stored(dep, results[0]["content_hash"])[0])]
+    audio = dep.client.get(sound["audio_url"])
+    assert audio.status_code == 200 and audio.content == wav(21)
+
+
+def test_same_bytes_again_return_the_existing_sound(deployment: Deployment) -> None:
+    dep = deployment
+    (original,) = upload(dep, ("rain.wav", wav(23)))
+    first = dep.wait(original["id"])["result"]
+    (again,) = upload(dep, ("rain (copy).wav", wav(23)))
+    repeat = dep.wait(again["id"])
+    assert repeat["status"] == "succeeded"
+    assert repeat["result"]["duplicate"] is True
+    assert repeat["result"]["sound_id"] == first["sound_id"]
+    assert sounds_with_hash(dep, first["content_hash"]) == 1
+    assert upserts_for(dep, first["sound_id"]) == 1
+    assert len(stored(dep, first["content_hash"])) == 1
+
+
+def test_corrupt_and_non_audio_uploads_fail_and_leave_nothing(deployment: Deployment) -> None:
+    dep = deployment
+    whole = flac(24)
+    cut, text = whole[: len(whole) // 2], b"definitely not audio\n" * 50
+    truncated, not_audio = upload(dep, ("cut.flac", cut), ("readme.wav", text))
+    assert not_audio["status"] == "failed"  # refused from its header, never queued
+    assert not_audio["error"].startswith("readme.wav is not a WAV, FLAC")
+    assert truncated["status"] == "queued"  # the header is fine; decoding is not
+    failed = dep.wait(truncated["id"])
+    assert failed["status"] == "failed", failed
+    assert failed["error"].startswith("cut.flac is damaged or cut off")
+    digest = truncated["params"]["content_hash"]
+    assert stored(dep, digest) == [] and sounds_with_hash(dep, digest) == 0
+    assert stored(dep, not_audio["params"]["content_hash"]) == []
+
+
+def test_cancel_stops_running_and_queued_jobs(deployment: Deployment) -> None:
+    dep = deployment
+    running = dep.submit("ping", seconds=30)
+    dep.wait(running, until=("running",), where=lambda job: job["progress"] > 0)
+    waiting = dep.submit("ping")  # queued behind the running one (one pool process)
+    cancel_waiting = dep.client.delete(f"/api/jobs/{waiting}", headers=dep.headers)
+    assert cancel_waiting.status_code == 202 and cancel_waiting.json()["status"] == "cancelled"
+    cancel_running = dep.client.delete(f"/api/jobs/{running}", headers=dep.headers)
+    assert cancel_running.status_code == 202 and cancel_running.json()["status"] == "cancelled"
+
+    # The worker is free again within a progress report, not after 30 s.
+    after = dep.wait(dep.submit("ping"), timeout=15)
+    assert after["status"] == "succeeded"
+    stopped, skipped = dep.job(running), dep.job(waiting)
+    assert stopped["status"] == "cancelled" and stopped["progress"] < 0.5
+    assert stopped["attempts"] == 1 and stopped["result"] is None
+    assert skipped["status"] == "cancelled" and skipped["attempts"] == 0
+    finished = dep.client.delete(f"/api/jobs/{after['id']}", headers=dep.headers)
+    assert finished.status_code == 409 and finished.json()["error"] == "job_finished"
+
+
+def test_library_scan_runs_as_a_job(deployment: Deployment, tmp_path: Path) -> None:
+    dep = deployment
+    root = tmp_path / "sfx"
+    write_library(root, count=6, seconds=1.0)
+    created = dep.client.post("/api/libraries", json={"path": str(root)}, headers=dep.headers)
+    assert created.status_code == 201
+    scan = dep.client.post(created.json()["scan_url"], headers=dep.headers)
+    assert scan.status_code == 202 and scan.headers["location"] == scan.json()["url"]
+    job = dep.wait(scan.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert (job["result"]["files"], job["result"]["added"], job["result"]["failed"]) == (6, 6, 0)
+    assert job["progress"] == 1.0
+    listed = dep.client.get("/api/libraries").json()["data"]
+    mine = next(lib for lib in listed if lib["id"] == created.json()["id"])
+    assert mine["sounds"] == 6 and mine["last_scan_at"] is not None
+
+
+def _kill_mid_upload(dep: Deployment, kind: int, kill: str) -> tuple[dict, dict]:
+    """Upload a long clip, SIGKILL the worker while it embeds, and return (before, after)."""
+    (job,) = upload(dep, (f"long-{kind}.wav", wav(kind, seconds=90)))
+    dep.wait(job["id"], until=("running",), where=lambda j: 0.3 <= j["progress"] < 0.9)
+    if kill == "pool":
+        pids = dep.pool_pids()
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+    else:
+        dep.kill_worker()
+        dep.start_worker()
+    before = dep.job(job["id"])
+    after = dep.wait(job["id"], timeout=120)
+    return before, after
+
+
+@pytest.mark.parametrize("kill", ["pool", "worker"])
+def test_a_killed_worker_does_not_lose_or_duplicate_the_job(
+    deployment: Deployment, kill: str
+) -> None:
+    dep = deployment
+    before, after = _kill_mid_upload(dep, 30 if kill == "pool" else 31, kill)
+    assert before["status"] == "running" and before["attempts"] == 1  # killed mid-job
+    assert after["status"] == "succeeded", f"{after}\n{dep.log_tail()}"
+    assert after["attempts"] == 2 and after["result"]["duplicate"] is False
+    digest = after["result"]["content_hash"]
+    assert sounds_with_hash(dep, digest) == 1
+    assert upserts_for(dep, after["result"]["sound_id"]) == 1  # the killed attempt wrote nothing
+    assert len(stored(dep, digest)) == 1

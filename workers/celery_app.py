@@ -1,0 +1,227 @@
+"""Foley's Celery app, configured from settings.
+
+Embedded default: the queue is a SQLite file in the data dir (`workers.embedded_transport`)
+and results go to another; nothing to run but `foley serve`. Scale-out: `FOLEY_BROKER_URL`
+names a Redis server, which also keeps the results.
+
+Settings are those of long GPU work: a task is acknowledged only when it finished
+(`task_acks_late`), handed back when the pool process running it dies
+(`task_reject_on_worker_lost`), a worker takes one message at a time
+(`worker_prefetch_multiplier=1`), and Redis waits longer than the task time limit before it
+hands an unacknowledged message to someone else (`visibility_timeout`). Retries with backoff
+are for transient errors only (`workers.tasks`). A job's row in the catalog, not the
+message, says whether it still needs running, so a message delivered twice does no harm.
+
+Models load once per pool process, in `worker_process_init`, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+)
+from kombu import Exchange, Queue
+
+from core.audio import DecodeLimits
+from core.config import QUEUES, Settings, get_settings
+from core.db import Catalog
+from core.store import FileStore
+from workers.queue import QUEUE_FOR_KIND, RECOVER_TASK, TASK_FOR_KIND
+
+if TYPE_CHECKING:
+    from generative.clap import ClapModel
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_TRANSPORT = "workers.embedded_transport:Transport"
+# Soft limit first, so a job that runs too long fails with a message rather than a kill.
+SOFT_LIMIT_MARGIN_S = 60
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for a deployment."""
+    time_limit = settings.job_time_limit_s
+    conf: dict[str, Any] = {
+        "result_backend": settings.celery_result_backend,
+        "result_expires": 24 * 3600,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": time_limit,
+        "task_soft_time_limit": max(time_limit - SOFT_LIMIT_MARGIN_S, time_limit // 2),
+        "task_queues": [Queue(name, Exchange("foley"), routing_key=name) for name in QUEUES],
+        "task_default_queue": "cpu",
+        "task_default_exchange": "foley",
+        "task_default_routing_key": "cpu",
+        "task_routes": {TASK_FOR_KIND[k]: {"queue": q} for k, q in QUEUE_FOR_KIND.items()},
+        "broker_connection_retry_on_startup": True,
+        # With late acks a task whose broker connection dropped would run twice otherwise.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # How long to wait for a result from a pool process that died before calling the
+        # task lost (and requeueing it); the job row, not the result, is what counts here.
+        "worker_lost_wait": 1.0,
+        "enable_utc": True,
+    }
+    broker = settings.celery_broker_url
+    if broker.startswith("sqla+sqlite"):
+        conf["broker_url"] = broker.removeprefix("sqla+")
+        conf["broker_transport"] = EMBEDDED_TRANSPORT
+    else:
+        conf["broker_url"] = broker
+        options: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout_s}
+        if settings.broker_key_prefix:
+            options["global_keyprefix"] = settings.broker_key_prefix
+        conf["broker_transport_options"] = options
+        if conf["result_backend"].startswith(("redis://", "rediss://")):
+            conf["result_backend_transport_options"] = dict(options)
+    return conf
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app for `settings`, or for the process's settings, read on first use."""
+    celery = Celery("foley", include=["workers.tasks"], set_as_current=settings is None)
+    if settings is not None:
+        celery.conf.update(celery_config(settings))
+    else:
+        celery.add_defaults(lambda: celery_config(get_settings()))
+    return celery
+
+
+# `celery -A workers.celery_app worker` and `foley worker` run this one.
+app = make_celery()
+
+
+@dataclass
+class WorkerContext:
+    """What a pool process's tasks share: built once per process, after the fork."""
+
+    settings: Settings
+    catalog: Catalog
+    store: FileStore
+    limits: DecodeLimits
+    pid: int = field(default_factory=os.getpid)
+
+    @classmethod
+    def open(cls, settings: Settings) -> WorkerContext:
+        settings.ensure_dirs()
+        return cls(
+            settings=settings,
+            catalog=Catalog(settings.catalog_url),
+            store=FileStore(settings.store_path),
+            limits=DecodeLimits.from_settings(settings),
+        )
+
+    @property
+    def model(self) -> ClapModel:
+        from generative.registry import get_clap
+
+        return get_clap(self.settings)
+
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def worker_context() -> WorkerContext:
+    """This process's context (a solo pool builds it on the first task)."""
+    global _context
+    with _context_lock:
+        if _context is None or _context.pid != os.getpid():
+            _context = WorkerContext.open(get_settings())
+        return _context
+
+
+@worker_init.connect
+def _preload_model_code(**_: Any) -> None:
+    """Import torch and laion-clap's code in the main process, before the pool forks.
+
+    Each pool process then starts with them imported (about 15 s saved per process on two
+    cores, which matters when a process is replaced after it died). No model is built and
+    CUDA is not touched here: that happens in `worker_process_init`, after the fork.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from generative.clap_config import clap_module
+
+        clap_module()
+    except Exception:
+        log.warning("could not preload the model code; each pool process imports it", exc_info=True)
+
+
+@worker_process_init.connect
+def _load_models(**_: Any) -> None:
+    try:
+        context = worker_context()
+        model = context.model
+        log.info("worker process %d ready with %s", os.getpid(), model.model_id)
+    except Exception:
+        # Jobs then fail with this error instead of the pool restarting the process forever.
+        log.exception("worker process %d could not load its models", os.getpid())
+
+
+@worker_process_shutdown.connect
+def _close_context(**_: Any) -> None:
+    if _context is not None and _context.pid == os.getpid():
+        _context.catalog.dispose()
+
+
+@worker_ready.connect
+def _recover_on_start(sender: Any = None, **_: Any) -> None:
+    """Send the jobs a dead worker left behind to the queue again (`workers.tasks.recover`).
+
+    A running job whose lease ran out is re-sent: checked now, and once more when the leases
+    of jobs that were running at start have had time to run out. The embedded queue also
+    loses a message its worker had taken when that worker is killed, so there every queued
+    job is re-sent too (a job whose message survived then arrives twice; the second does
+    nothing). Redis itself re-delivers a dead worker's message after the visibility timeout.
+    """
+    settings = get_settings()
+    celery = sender.app if sender is not None else app
+    queues = sorted(celery.amqp.queues.consume_from or QUEUES)
+    try:
+        celery.send_task(RECOVER_TASK, args=[queues, settings.broker_is_embedded], queue=queues[0])
+        celery.send_task(
+            RECOVER_TASK, args=[queues, False], queue=queues[0], countdown=settings.job_lease_s + 1
+        )
+    except Exception:
+        log.exception("could not schedule the recovery of interrupted jobs")
+
+
+def run_worker(
+    settings: Settings,
+    queues: list[str],
+    *,
+    concurrency: int | None = None,
+    loglevel: str = "INFO",
+    nodename: str | None = None,
+) -> None:
+    """Run a worker in this process until it is told to stop (`foley worker`)."""
+    unknown = sorted(set(queues) - set(QUEUES))
+    if not queues or unknown:
+        raise ValueError(f"queues must be among {', '.join(QUEUES)}; got {','.join(queues)}")
+    settings.ensure_dirs()
+    argv = [
+        "worker",
+        f"--queues={','.join(queues)}",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        "--pool=prefork",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if nodename:
+        argv.append(f"--hostname={nodename}")
+    app.worker_main(argv)
