@@ -28,8 +28,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,23 +62,6 @@ def tiny_checkpoint(folder: Path) -> Path:
     config = tiny_clap_config()
     save_compact(build_random_clap(config, seed=0), config, folder)
     return folder
-
-
-@contextmanager
-def fresh_postgres(base: str) -> Iterator[str]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"foley_bench_{uuid.uuid4().hex[:10]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Deployment:
@@ -214,7 +195,9 @@ def run_one(name: str, env: dict[str, str], args: argparse.Namespace, offset: in
     postgres = env.pop("pg", None)
     with tempfile.TemporaryDirectory(prefix="foley-bench-jobs-") as tmp:
         if postgres:
-            with fresh_postgres(args.postgres) as url:
+            from tests.databases import fresh_postgres_database
+
+            with fresh_postgres_database(args.postgres, "foley_bench") as url:
                 return _measure(name, {**env, "FOLEY_DATABASE_URL": url}, Path(tmp), args, offset)
         return _measure(name, env, Path(tmp), args, offset)
 

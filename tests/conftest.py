@@ -4,7 +4,6 @@ a tiny random CLAP checkpoint, and a folder of generated sound files."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.config import Settings, get_settings  # noqa: E402
 from core.db import Catalog  # noqa: E402
+from tests.databases import fresh_postgres_database  # noqa: E402
 from tests.sounds import write_library  # noqa: E402
 
 
@@ -60,23 +60,8 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     base = postgres_url()
     if not base:
         pytest.skip("FOLEY_TEST_POSTGRES_URL is not set: PostgreSQL catalog tests skipped")
-    yield from _fresh_postgres_database(base)
-
-
-def _fresh_postgres_database(base: str) -> Iterator[str]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"foley_test_{uuid.uuid4().hex[:12]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(base) as url:
+        yield url
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from core.catalog import Job
 from core.config import Settings
 from core.jobs import new_job
 from search.service import Foley
+from tests.databases import fresh_postgres_database
 from workers.queue import JobQueue
 
 API_KEY = "test-key-7f3a"
@@ -136,22 +137,6 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def _fresh_postgres(base: str) -> Iterator[str]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"foley_jobs_{uuid.uuid4().hex[:12]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _drop_redis_keys(url: str, prefix: str) -> None:
     import redis
 
@@ -182,7 +167,7 @@ def backends(kind: str) -> Iterator[dict[str, str]]:
         pytest.skip(f"{' and '.join(missing)} not set: scale-out (Redis + PostgreSQL) skipped")
     assert redis_url and postgres_url
     prefix = f"foley-test-{uuid.uuid4().hex[:10]}:"
-    for database_url in _fresh_postgres(postgres_url):
+    with fresh_postgres_database(postgres_url, "foley_jobs") as database_url:
         try:
             yield {
                 "FOLEY_DATABASE_URL": database_url,
