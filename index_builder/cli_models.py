@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,9 @@ def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         max_minutes=args.max_minutes,
         threads=args.threads,
+        train_clips=args.train_clips,
+        contrastive_weight=args.contrastive_weight,
+        feature_noise=args.feature_noise,
         command=shlex.join(["foley", *sys.argv[1:]]),
     )
     print(f"DiffATR written to {out}")
@@ -115,6 +119,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"  curl 'http://{host}:{port}/api/search?q=a+siren+in+a+large+hall&k=5'\n"
         f"  foley search 'rain on a window'"
     )
+    sys.stdout.flush()  # the server's logs follow on stderr
     return foley_main(["serve"])
 
 
@@ -143,6 +148,9 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=25.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-clips", type=int, help="use only this many train clips (seeded)")
+    p.add_argument("--contrastive-weight", type=float, default=1.0)
+    p.add_argument("--feature-noise", type=float, default=0.0, help="text feature noise std")
     p.set_defaults(func=cmd_train_diffatr)
 
     evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")
