@@ -31,8 +31,9 @@ def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
     from generative.clap_train import train_clap
 
+    extra = {} if args.max_steps is None else {"max_steps": args.max_steps}
     out = train_clap(
-        Path(args.corpus), Path(args.out), seed=args.seed, max_minutes=args.max_minutes
+        Path(args.corpus), Path(args.out), seed=args.seed, max_minutes=args.max_minutes, **extra
     )
     print(f"compact CLAP written to {out}")
     return 0
@@ -140,6 +141,7 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--out", default=str(DEFAULT_MODELS_DIR / "clap-compact"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=55.0)
+    p.add_argument("--max-steps", type=int, help="a fixed number of steps (reproduces a card)")
     p.set_defaults(func=cmd_train_clap)
     p = train_sub.add_parser("diffatr", help="train the DiffATR reranker over CLAP features")
     p.add_argument("--corpus", required=True)
