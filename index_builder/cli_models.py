@@ -44,7 +44,7 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
 
     checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
     report = clap_eval.evaluate_clap(Path(args.corpus), checkpoint)
-    print(clap_eval.format_report(report))
+    print(clap_eval.format_markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
