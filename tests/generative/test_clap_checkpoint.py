@@ -1,0 +1,70 @@
+"""The committed compact CLAP: it loads, and describes synthesized sounds by their class."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.audio import DecodeLimits, decode
+from core.config import DEFAULT_MODELS_DIR
+from generative.corpus.build import build_corpus
+
+CHECKPOINT = DEFAULT_MODELS_DIR / "clap-compact"
+# Candidates: the first clip of each class in the small corpus. Prompts: classes the card's
+# zero-shot numbers say the model knows; each must rank its own clip first of all twelve.
+CANDIDATES = (
+    "siren",
+    "applause",
+    "ocean waves",
+    "car engine",
+    "doorbell",
+    "whistle",
+    "sawing",
+    "gunshot",
+    "rain",
+    "church bell",
+    "speech",
+    "drums",
+)
+PROMPTS = (
+    "siren",
+    "applause",
+    "ocean waves",
+    "car engine",
+    "whistle",
+    "sawing",
+    "gunshot",
+    "speech",
+)
+LIMITS = DecodeLimits(max_bytes=10**8, max_duration_s=60, max_sample_rate=48_000, max_channels=2)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("small-corpus")
+    build_corpus(out, "small", seed=0, progress=False)
+    return out
+
+
+def test_committed_checkpoint_ranks_each_prompts_class_first(corpus: Path) -> None:
+    from generative.clap import load_clap
+
+    model = load_clap(CHECKPOINT)
+    assert model.model_id.startswith("clap-compact:") and model.sample_rate == 16_000
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
+    first = {}
+    for row in rows:
+        first.setdefault(row["labels"][0], row)
+    waves = [
+        decode(corpus / first[name]["path"], target_sr=model.sample_rate, limits=LIMITS)[0]
+        for name in CANDIDATES
+    ]
+    audio = model.embed_audio(waves)  # (12, D)
+    text = model.embed_text([f"the sound of {name}" for name in PROMPTS])  # (8, D)
+    best = (text @ audio.T).argmax(axis=1)  # (8, D) @ (D, 12) -> (8, 12) -> (8,)
+    ranked_first = [CANDIDATES[i] for i in best]
+    assert ranked_first == list(PROMPTS)
+    assert np.allclose(np.linalg.norm(audio, axis=1), 1.0, atol=1e-5)
