@@ -62,6 +62,7 @@ def clear_models() -> None:
     """Forget every loaded model (tests; a process that switches checkpoints)."""
     with _lock:
         _clap.clear()
+        _diffatr.clear()
 
 
 # --- DiffATR reranker ---------------------------------------------------------------------
