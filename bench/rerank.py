@@ -71,9 +71,9 @@ def load_models(checkpoint: Path, clap_dir: Path) -> tuple[Any, Any, str]:
 
     notes = []
     if not clap_dir.is_dir():
-        config = compact_clap_config()
+        clap_config = compact_clap_config()
         clap_dir = Path(tempfile.mkdtemp()) / "clap"
-        save_compact(build_random_clap(config, seed=0), config, clap_dir)
+        save_compact(build_random_clap(clap_config, seed=0), clap_config, clap_dir)
         notes.append("random compact CLAP")
     clap = load_clap(clap_dir)
     if checkpoint.is_dir():
@@ -119,12 +119,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     audio = unit_rows(rng, args.n, clap.dim)
     query = unit_rows(rng, 1, clap.dim)[0]
     clap_scores = audio @ query  # (N, D) @ (D,) -> (N,)
-    for s in sorted({1, 2, steps, 5, 10}):
-        mark = " (chosen)" if s == steps else ""
-        rows[f"DiffATR rerank N={args.n}, {s} steps{mark}"] = timed(
-            lambda i, s=s: reranker.scores(clap_scores, reranker.generate(query, audio, s)),
-            args.queries,
-        )
+    for count in sorted({1, 2, steps, 5, 10}):
+
+        def rerank(_: int, count: int = count) -> np.ndarray:
+            return reranker.scores(clap_scores, reranker.generate(query, audio, count))
+
+        mark = " (chosen)" if count == steps else ""
+        rows[f"DiffATR rerank N={args.n}, {count} steps{mark}"] = timed(rerank, args.queries)
     chosen = rows[f"DiffATR rerank N={args.n}, {steps} steps (chosen)"]
     embed = rows["CLAP text embedding (1 query)"]
     return {

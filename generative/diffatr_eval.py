@@ -32,7 +32,7 @@ ALPHA_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 N_GRID = (16, 32, 64, 128)
 # The steps and N ablations (and the choice of steps on val) run on this many captions of a
 # split, drawn with a fixed seed: 50 DDIM steps over every caption would take most of an hour.
-ABLATION_CAPTIONS = 2000
+ABLATION_CAPTIONS = 1000
 
 
 @dataclass
@@ -206,7 +206,7 @@ def evaluate_rerank(
 
 
 def _row(name: str, metrics: dict[str, float]) -> str:
-    return f"| {name} | " + " | ".join(f"{100 * metrics[m]:.1f}" for m in METRICS) + " |"
+    return f"| {name} | " + " | ".join(f"{100 * metrics[m]:.2f}" for m in METRICS) + " |"
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -248,4 +248,5 @@ def run_eval(
             "DiffATR %s was trained on %s features, evaluating with %s",
             checkpoint, reranker.config.clap_model_id, clap.model_id,
         )  # fmt: skip
-    return evaluate_rerank(corpus_features(corpus_dir, clap), reranker)
+    # No train clip is needed: any cached features of the other splits will do.
+    return evaluate_rerank(corpus_features(corpus_dir, clap, train_clips=0), reranker)

@@ -55,34 +55,70 @@ class CorpusFeatures:
         return np.flatnonzero(self.splits[self.caption_clip] == split)
 
 
-def _cache_path(corpus_dir: Path, model_id: str) -> Path:
-    return corpus_dir / "cache" / f"clap-features-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_id)}.npz"
+def _cache_stem(model_id: str) -> str:
+    return f"clap-features-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_id)}"
 
 
-def corpus_features(corpus_dir: Path, clap: ClapModel) -> CorpusFeatures:
-    """The corpus's CLAP features, from the cache or embedded now (and cached)."""
+def _cache_path(corpus_dir: Path, model_id: str, train_clips: int | None = None) -> Path:
+    suffix = "" if train_clips is None else f"-train{train_clips}"
+    return corpus_dir / "cache" / f"{_cache_stem(model_id)}{suffix}.npz"
+
+
+def corpus_features(
+    corpus_dir: Path, clap: ClapModel, train_clips: int | None = None
+) -> CorpusFeatures:
+    """The corpus's CLAP features, from a cache or embedded now (and cached). `train_clips`
+    keeps only that many train clips (a seeded draw; every clip of the other splits stays)."""
     from generative.clap_eval import embed_clips, read_manifest
 
     corpus_dir = Path(corpus_dir)
-    clips = read_manifest(corpus_dir)
-    ids = np.asarray([c.id for c in clips])
-    path = _cache_path(corpus_dir, clap.model_id)
-    if path.is_file():
-        with np.load(path) as cached:
-            if np.array_equal(cached["clip_ids"], ids):
-                log.info("CLAP features from %s", path)
-                return _features(clap.model_id, clips, cached["audio"], cached["text"])
-        log.info("%s is stale (the manifest changed); embedding again", path)
+    clips = _subset(read_manifest(corpus_dir), train_clips)
+    cached = _from_cache(corpus_dir, clap.model_id, clips)
+    if cached is not None:
+        return cached
     started = time.perf_counter()
     audio = embed_clips(clap, clips)
     text = clap.embed_text([caption for clip in clips for caption in clip.captions])
     log.info("embedded %d clips and %d captions in %.0f s", len(clips), len(text),
              time.perf_counter() - started)  # fmt: skip
+    path = _cache_path(corpus_dir, clap.model_id, train_clips)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, clip_ids=ids, audio=audio, text=text)
+    owner = np.asarray([i for i, clip in enumerate(clips) for _ in clip.captions])
+    np.savez(tmp, clip_ids=[c.id for c in clips], audio=audio, text=text, caption_clip=owner)
     os.replace(tmp, path)
     return _features(clap.model_id, clips, audio, text)
+
+
+def _subset(clips: list[Any], train_clips: int | None) -> list[Any]:
+    train = [i for i, c in enumerate(clips) if c.split == "train"]
+    if train_clips is None or train_clips >= len(train):
+        return clips
+    rng = np.random.default_rng(0)
+    drop = set(np.asarray(train)[rng.permutation(len(train))[train_clips:]].tolist())
+    return [c for i, c in enumerate(clips) if i not in drop]
+
+
+def _from_cache(corpus_dir: Path, model_id: str, clips: list[Any]) -> CorpusFeatures | None:
+    """Features of `clips` from any cache file of this CLAP that holds all of them."""
+    for path in sorted((corpus_dir / "cache").glob(f"{_cache_stem(model_id)}*.npz")):
+        with np.load(path) as cached:
+            if "caption_clip" not in cached.files:
+                continue
+            row = {clip_id: i for i, clip_id in enumerate(cached["clip_ids"].tolist())}
+            if not all(c.id in row for c in clips):
+                continue
+            starts = np.searchsorted(cached["caption_clip"], np.arange(len(row)))
+            rows = [row[c.id] for c in clips]
+            texts = [
+                np.arange(starts[r], starts[r] + len(c.captions))
+                for r, c in zip(rows, clips, strict=True)
+            ]
+            log.info("CLAP features of %d clips from %s", len(clips), path)
+            return _features(
+                model_id, clips, cached["audio"][rows], cached["text"][np.concatenate(texts)]
+            )
+    return None
 
 
 def _features(
@@ -129,7 +165,7 @@ class TrainOptions:
     lr: float = 1e-3
     weight_decay: float = 0.01
     feature_noise: float = 0.0  # std of Gaussian noise on text features (then renormalised)
-    contrastive_weight: float = 0.0  # weight of the query adapter's contrastive loss
+    contrastive_weight: float = 1.0  # weight of the query adapter's contrastive loss
     contrastive_scale: float = 20.0  # its logit scale (1 / temperature)
     threads: int = 2
     log_every: int = 100
@@ -150,21 +186,25 @@ class Batches:
         pool = min(opts.pool, len(clips))
         self.k = min(opts.candidates, pool)
         negatives, reachable = hard_negatives(text, self.audio, target, pool)
-        # Only captions whose clip is in their CLAP top `pool`: at search time the reranker
-        # sees nothing else, and a positive from outside it would stand out by its low cosine.
+        # The generation loss sees only captions whose clip is in their CLAP top `pool`: at
+        # search time the reranker sees nothing else, and a positive from outside it would
+        # stand out by its low cosine. The contrastive loss of the query adapter has no such
+        # shortcut and learns from every caption.
         self.reachable_share = float(reachable.mean())
-        self.text, self.target = text[reachable], target[reachable]
-        self.negatives = negatives[reachable]  # (C', pool - 1)
+        keep = np.ones_like(reachable) if opts.contrastive_weight > 0 else reachable
+        self.text, self.target = text[keep], target[keep]
+        self.negatives, self.reachable = negatives[keep], reachable[keep]  # (C', pool - 1), (C',)
         log.info("%d of %d train captions have their clip in the CLAP top %d",
-                 len(self.text), len(text), pool)  # fmt: skip
+                 reachable.sum(), len(text), pool)  # fmt: skip
         self.opts = opts
         self.rng = np.random.default_rng(opts.seed)
 
     def __len__(self) -> int:
         return len(self.text)
 
-    def sample(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """rows (B,) -> query (B, D), candidates (B, K, D), positive position (B,)."""
+    def sample(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """rows (B,) -> query (B, D), candidates (B, K, D), positive position (B,), and
+        whether the positive is in the caption's CLAP top `pool` (B,)."""
         b, pool = len(rows), self.negatives.shape[1]
         picks = np.argsort(self.rng.random((b, pool)), axis=1)[:, : self.k - 1]  # (B, K-1)
         negatives = np.take_along_axis(self.negatives[rows], picks, axis=1)
@@ -176,7 +216,7 @@ class Batches:
         if self.opts.feature_noise > 0:
             query = query + self.rng.normal(0, self.opts.feature_noise, query.shape)
             query /= np.linalg.norm(query, axis=1, keepdims=True)
-        return query.astype(np.float32), self.audio[members], positive
+        return query.astype(np.float32), self.audio[members], positive, self.reachable[rows]
 
 
 def generation_loss(
@@ -238,8 +278,11 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
     budget = opts.max_minutes * 60
     while step < total and time.perf_counter() - started < budget:
         for rows in np.array_split(rng.permutation(len(data)), per_epoch):
-            query, audio, positive = (torch.from_numpy(a) for a in data.sample(rows))
-            loss = generation_loss(model, sampler, query, audio, positive, generator)
+            query, audio, positive, reachable = (torch.from_numpy(a) for a in data.sample(rows))
+            loss = torch.zeros(())
+            if bool(reachable.any()):
+                q, a, p = query[reachable], audio[reachable], positive[reachable]
+                loss = generation_loss(model, sampler, q, a, p, generator)
             if opts.contrastive_weight > 0:
                 extra = contrastive_loss(model, query, audio, positive, opts.contrastive_scale)
                 loss = loss + opts.contrastive_weight * extra
@@ -258,6 +301,7 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
                 break
     facts = {
         "train_captions": len(data),
+        "generation_captions": int(data.reachable.sum()),
         "train_clips": len(data.audio),
         "candidates": data.k,
         "reachable_share": round(data.reachable_share, 4),
@@ -277,6 +321,7 @@ def train_diffatr(
     *,
     seed: int = 0,
     max_minutes: float = 25.0,
+    train_clips: int | None = None,
     command: str = DEFAULT_COMMAND,
     **overrides: Any,
 ) -> Path:
@@ -290,7 +335,7 @@ def train_diffatr(
     opts = TrainOptions(seed=seed, max_minutes=max_minutes, **overrides)
     torch.set_num_threads(opts.threads)
     clap = load_clap(clap_checkpoint)
-    features = corpus_features(corpus_dir, clap)
+    features = corpus_features(corpus_dir, clap, train_clips)
     opts.model.feature_dim = features.audio.shape[1]
     opts.model.clap_model_id = clap.model_id
     model, facts = fit(features, opts)
@@ -331,10 +376,14 @@ def model_card(config: DiffATRConfig, facts: dict[str, Any], table: str | None) 
         f"- Data: the corpus train split, {facts['train_captions']} captions of "
         f"{facts['train_clips']} clips; per caption K = {facts['candidates']} candidates: its "
         f"clip and {facts['candidates'] - 1} negatives drawn from the {opts['pool']} clips CLAP "
-        "ranks highest, shuffled.",
+        "ranks highest, shuffled. The generation loss uses the "
+        f"{facts['generation_captions']} captions whose clip is in that CLAP top "
+        f"{opts['pool']} ({100 * facts['reachable_share']:.0f} % of all).",
         "- Loss: cross-entropy between the predicted clean distribution and the one-hot "
         f"positive, at a uniform random timestep of {config.train_timesteps} "
-        f"({config.beta_schedule} schedule); AdamW lr {opts['lr']:g}, weight decay "
+        f"({config.beta_schedule} schedule), plus {opts['contrastive_weight']:g} x the "
+        "contrastive loss of the query adapter over the same candidates (logit scale "
+        f"{opts['contrastive_scale']:g}); AdamW lr {opts['lr']:g}, weight decay "
         f"{opts['weight_decay']:g}, one-cycle schedule, batch {opts['batch_size']}, text "
         f"feature noise {opts['feature_noise']:g}.",
         f"- {facts['steps']} steps ({facts['epochs']} epochs) in {facts['minutes']} min on "

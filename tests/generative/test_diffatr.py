@@ -150,19 +150,22 @@ def test_hard_negatives_leave_the_positive_out() -> None:
 def test_batches_put_the_positive_where_they_say() -> None:
     from generative.diffatr_train import Batches, TrainOptions
 
-    opts = TrainOptions(candidates=6, pool=10, model=tiny_config())
+    opts = TrainOptions(candidates=6, pool=10, contrastive_weight=0.0, model=tiny_config())
     data = Batches(synthetic_features(), opts)
     rows = np.arange(len(data))
-    query, audio, positive = data.sample(rows)
+    query, audio, positive, reachable = data.sample(rows)
+    assert reachable.all()  # without the contrastive loss only reachable captions are kept
     assert audio.shape == (len(data), 6, 8)
     assert np.array_equal(audio[rows, positive], data.audio[data.target])
     assert len(set(positive.tolist())) > 1  # shuffled, not always first
 
 
-def test_short_training_lowers_the_generation_loss() -> None:
+@pytest.mark.parametrize("contrastive_weight", [0.0, 0.5])
+def test_short_training_lowers_the_loss(contrastive_weight: float) -> None:
     from generative.diffatr_train import TrainOptions, fit
 
     opts = TrainOptions(
+        contrastive_weight=contrastive_weight,
         epochs=30, batch_size=16, candidates=6, pool=10, lr=3e-3, threads=1,
         log_every=1000, model=tiny_config(dropout=0.0),
     )  # fmt: skip
@@ -183,3 +186,44 @@ def test_rank_metrics_and_candidate_lists() -> None:
     assert by_clap["R@1"] == 0.5 and by_clap["mAP@10"] == pytest.approx(0.75)
     boosted = rank_metrics(lists, lists.clap + np.asarray([[0, 1, 0], [0, 0, 0]]))
     assert boosted["R@1"] == 1.0
+
+
+def write_mini_corpus(root: Path) -> Path:
+    """Eight short clips with two captions each over four splits, in the corpus's format."""
+    import json
+
+    import soundfile as sf
+
+    from tests.sounds import SAMPLE_RATE, tone
+
+    lines = []
+    for i, split in enumerate(["train"] * 5 + ["val", "test", "ood"]):
+        path = f"audio/c{i}.flac"
+        (root / "audio").mkdir(parents=True, exist_ok=True)
+        sf.write(root / path, tone(i, seconds=0.5), SAMPLE_RATE)
+        captions = [f"sound number {i}", f"clip {i} of the corpus"]
+        entry = {"id": f"c{i}", "path": path, "captions": captions, "labels": [f"k{i % 2}"]}
+        lines.append(json.dumps({**entry, "split": split, "duration": 0.5}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_corpus_features_are_cached_and_subset(tmp_path: Path, tiny_clap) -> None:  # noqa: ANN001
+    from generative.diffatr_train import corpus_features
+
+    corpus = write_mini_corpus(tmp_path / "corpus")
+    full = corpus_features(corpus, tiny_clap)
+    assert full.audio.shape == (8, tiny_clap.dim) and full.text.shape == (16, tiny_clap.dim)
+    assert full.caption_clip.tolist() == [i // 2 for i in range(16)]
+    cache = list((corpus / "cache").glob("*.npz"))
+    assert len(cache) == 1
+    assert np.allclose(
+        full.text[2:4], tiny_clap.embed_text(["sound number 1", "clip 1 of the corpus"])
+    )
+    # Fewer train clips come from the same cache, nothing embedded again.
+    cache[0].with_name("ignored.npz").write_bytes(b"")
+    some = corpus_features(corpus, tiny_clap, train_clips=2)
+    assert (some.splits == "train").sum() == 2 and len(some.splits) == 5
+    rows = [full.clip_ids.tolist().index(c) for c in some.clip_ids]
+    assert np.array_equal(some.audio, full.audio[rows])
+    assert len(list((corpus / "cache").glob("clap-features-*.npz"))) == 1
