@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_COMMAND = "foley train diffatr --corpus /work/corpus"
+DEFAULT_COMMAND = "foley train diffatr --corpus DIR"
 # DDIM step counts tried on val; more steps cost latency at search time (about 1-2 ms each).
 TUNE_STEPS = (1, 2, 5, 10)
 TRAINING_FILE = "training.json"
