@@ -13,25 +13,16 @@ from sqlalchemy import select
 
 from core.catalog import Location, Sound
 from core.config import Settings
-from index_builder.runner import index_library
-from search.api.main import create_app
 from search.service import Foley
+from tests.search.conftest import open_indexed
 from tests.sounds import SAMPLE_RATE, tone
 
 
 @pytest.fixture
 def foley(settings: Settings, library: Path, tiny_clap) -> Iterator[Foley]:  # noqa: ANN001
-    opened = Foley.open(settings, clap=tiny_clap)
-    index_library(opened.catalog, tiny_clap, library, opened.limits)
-    opened.sync()
+    opened = open_indexed(settings, tiny_clap, library)
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def client(foley: Foley) -> Iterator[TestClient]:
-    with TestClient(create_app(foley=foley)) as test_client:
-        yield test_client
 
 
 def sound_id_at(foley: Foley, path: Path) -> int:

@@ -16,6 +16,7 @@ from search.api.main import create_app
 from search.pipeline import search_text
 from search.rerank import rerank_results, text_reranker
 from search.service import Foley
+from tests.search.conftest import open_indexed
 
 
 def save_tiny_diffatr(out: Path, clap, alpha: float = 0.5) -> Path:  # noqa: ANN001
@@ -43,17 +44,9 @@ def foley(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Foley]:
     checkpoint = save_tiny_diffatr(tmp_path / "diffatr", tiny_clap)
-    opened = Foley.open(settings_with(monkeypatch, checkpoint), clap=tiny_clap)
-    index_library(opened.catalog, tiny_clap, library, opened.limits)
-    opened.sync()
+    opened = open_indexed(settings_with(monkeypatch, checkpoint), tiny_clap, library)
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def client(foley: Foley) -> Iterator[TestClient]:
-    with TestClient(create_app(foley=foley)) as test_client:
-        yield test_client
 
 
 def test_rerank_keeps_every_candidate_once(foley: Foley) -> None:
