@@ -3,11 +3,12 @@
 A text query and the K sounds a first-stage CLAP search returned go in as frozen CLAP features.
 The data the diffusion works on is the relevance distribution over the K candidates, scaled to
 [-1, 1] (the positive +1, every other candidate -1). The denoiser sees the noisy distribution
-`x_t`, the noise level, the query and the candidates; candidates and query attend to each other,
-then the query attends over the candidates with `x_t` added to its attention logits, and a
-per-candidate head predicts the clean distribution (as logits). Sampling runs diffusers' DDIM
-from pure noise in a few steps; the final score of a candidate is its CLAP similarity plus
-`alpha` times its generated probability.
+`x_t`, the noise level, the query and the candidates: candidates and query first attend to each
+other (once per query: this listwise context does not depend on the noise); then, at each step,
+the query token with the noise level added attends over the candidates with `x_t` added to its
+attention logits, and a per-candidate head predicts the clean distribution (as logits).
+Sampling runs diffusers' DDIM from pure noise in a few steps; the final score of a candidate is
+its CLAP similarity plus `alpha` times its generated probability.
 
 Build on CPU in float32, move with `.to(device)`. The sampler is separate from the model.
 """
@@ -20,7 +21,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -54,8 +55,22 @@ class DiffATRConfig:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
+class Encoded(NamedTuple):
+    """A query and its candidates, encoded once for all denoising steps."""
+
+    query: torch.Tensor  # (B, W) query token after the listwise context
+    keys: torch.Tensor  # (B, K, W) candidates projected as attention keys
+    values: torch.Tensor  # (B, K, W) ... as attention values
+    head: torch.Tensor  # (B, K, 2W) the candidate's part of the head's first layer
+
+
 class DiffATRDenoiser(nn.Module):
-    """(x_t, t, query, candidates) -> logits of the clean relevance distribution over K."""
+    """(x_t, t, query, candidates) -> logits of the clean relevance distribution over K.
+
+    Two parts: `encode` turns the query and its candidates into tokens once per query (the
+    listwise context does not depend on the noise); `denoise` runs at every DDIM step, with the
+    noise level embedded into the query token and the noisy distribution added to its attention
+    logits over the candidates, then a per-candidate head."""
 
     def __init__(self, config: DiffATRConfig) -> None:
         from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -85,9 +100,12 @@ class DiffATRDenoiser(nn.Module):
         self.v_proj = nn.Linear(width, width, bias=False)
         self.out_proj = nn.Linear(width, width)
         self.noise_gain = nn.Parameter(torch.ones(()))
-        self.head = nn.Sequential(
-            nn.Linear(2 * width, 2 * width), nn.GELU(), nn.Linear(2 * width, 1)
-        )
+        # The head's first layer split by input: candidate token (computed once), the attention
+        # summary and the noise level (per step). Together one MLP over [summary; cand; t].
+        self.head_candidate = nn.Linear(width, 2 * width)
+        self.head_summary = nn.Linear(width, 2 * width, bias=False)
+        self.head_time = nn.Linear(width, 2 * width, bias=False)
+        self.head_out = nn.Sequential(nn.GELU(), nn.Linear(2 * width, 1))
 
     def adapted_similarity(self, query: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """query (B, D), audio (B, K, D) -> cosine of the adapted query with each candidate."""
@@ -95,11 +113,8 @@ class DiffATRDenoiser(nn.Module):
         adapted = adapted / adapted.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         return torch.einsum("bd,bkd->bk", adapted, audio)  # (B, K)
 
-    def forward(
-        self, noisy: torch.Tensor, timestep: torch.Tensor, query: torch.Tensor, audio: torch.Tensor
-    ) -> torch.Tensor:
-        """noisy (B, K), timestep (B,) or (), query (B, D), audio (B, K, D) -> logits (B, K)."""
-        batch, k, _ = audio.shape
+    def encode(self, query: torch.Tensor, audio: torch.Tensor) -> Encoded:
+        """query (B, D), audio (B, K, D) -> what every denoising step of this list reuses."""
         sim = torch.einsum("bd,bkd->bk", query, audio)  # (B, D) . (B, K, D) -> (B, K)
         spread = sim.std(dim=1, keepdim=True, unbiased=False) + 1e-4
         zscore = (sim - sim.mean(dim=1, keepdim=True)) / spread  # (B, K)
@@ -107,23 +122,33 @@ class DiffATRDenoiser(nn.Module):
         scale = self.config.sim_scale
         sims = torch.stack([sim * scale, zscore, adapted * scale], dim=-1)  # (B, K, 3)
         pair = torch.cat([audio, audio * query[:, None, :], sims], dim=-1)  # (B, K, 2D + 3)
-        timestep = timestep.reshape(-1).expand(batch)  # () or (B,) -> (B,)
-        cond = self.time_embed(self.time_proj(timestep).to(query.dtype))  # (B, W)
-
-        tokens = torch.cat(
-            [(self.query_in(query) + cond)[:, None, :], self.candidate_in(pair) + cond[:, None]],
-            dim=1,
-        )  # (B, 1 + K, W)
+        tokens = torch.cat([self.query_in(query)[:, None, :], self.candidate_in(pair)], dim=1)
         tokens = self.context(tokens)  # (B, 1 + K, W)
         q_tok, cand = tokens[:, 0], tokens[:, 1:]  # (B, W), (B, K, W)
+        return Encoded(q_tok, self.k_proj(cand), self.v_proj(cand), self.head_candidate(cand))
 
-        attn = torch.einsum("bw,bkw->bk", self.q_proj(q_tok), self.k_proj(cand))  # (B, K)
-        attn = attn / math.sqrt(cand.shape[-1])
+    def denoise(
+        self, encoded: Encoded, noisy: torch.Tensor, timestep: torch.Tensor
+    ) -> torch.Tensor:
+        """One step: noisy (B, K), timestep (B,) or () -> logits (B, K)."""
+        batch = noisy.shape[0]
+        timestep = timestep.reshape(-1).expand(batch)  # () or (B,) -> (B,)
+        cond = self.time_embed(self.time_proj(timestep).to(noisy.dtype))  # (B, W)
+        query = self.q_proj(encoded.query + cond)  # (B, W)
+        attn = torch.einsum("bw,bkw->bk", query, encoded.keys)  # (B, K)
+        attn = attn / math.sqrt(encoded.keys.shape[-1])
         attn = attn + self.noise_gain * noisy  # the noisy distribution steers the attention
         weights = attn.softmax(dim=-1)  # (B, K)
-        summary = self.out_proj(torch.einsum("bk,bkw->bw", weights, self.v_proj(cand)))  # (B, W)
-        both = torch.cat([summary[:, None, :].expand(-1, k, -1), cand], dim=-1)  # (B, K, 2W)
-        return self.head(both).squeeze(-1) + attn  # (B, K)
+        summary = self.out_proj(torch.einsum("bk,bkw->bw", weights, encoded.values))  # (B, W)
+        hidden = self.head_summary(summary) + self.head_time(cond)  # (B, 2W)
+        hidden = encoded.head + hidden[:, None, :]  # (B, K, 2W)
+        return self.head_out(hidden).squeeze(-1) + attn  # (B, K)
+
+    def forward(
+        self, noisy: torch.Tensor, timestep: torch.Tensor, query: torch.Tensor, audio: torch.Tensor
+    ) -> torch.Tensor:
+        """noisy (B, K), timestep (B,) or (), query (B, D), audio (B, K, D) -> logits (B, K)."""
+        return self.denoise(self.encode(query, audio), noisy, timestep)
 
 
 def relevance_to_sample(probs: torch.Tensor) -> torch.Tensor:
@@ -184,8 +209,9 @@ class DiffATRSampler:
         shape = audio.shape[:2]
         x = torch.randn(shape, generator=generator, dtype=query.dtype).to(query.device)  # (B, K)
         probs = torch.full(shape, 1.0 / shape[1], dtype=query.dtype, device=query.device)
+        encoded = model.encode(query, audio)  # once; each step reuses it
         for t in scheduler.timesteps:
-            logits = model(x, t.to(query.device), query, audio)  # (B, K)
+            logits = model.denoise(encoded, x, t.to(query.device))  # (B, K)
             probs = logits.softmax(dim=-1)
             x = scheduler.step(relevance_to_sample(probs), t, x, eta=0.0).prev_sample
         return probs

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -162,6 +163,9 @@ class TrainOptions:
     batch_size: int = 256
     candidates: int = 32  # K during training
     pool: int = 64  # candidates come from each caption's CLAP top `pool` (its clip among them)
+    # Negatives are mined in random shards of this many train clips, redrawn every epoch (the
+    # val and test splits hold about 2,200 clips each); 0 mines in the whole train split.
+    shard_clips: int = 2048
     lr: float = 1e-3
     weight_decay: float = 0.01
     feature_noise: float = 0.0  # std of Gaussian noise on text features (then renormalised)
@@ -173,31 +177,45 @@ class TrainOptions:
 
 
 class Batches:
-    """Training examples: (query, K candidates in random order, position of the positive)."""
+    """Training examples: (query, K candidates in random order, position of the positive).
+
+    Hard negatives are mined within shards of `shard_clips` train clips, redrawn every epoch:
+    a search-time list is a query's top N in one library, and a shard the size of a library
+    gives lists as hard as those (in the whole train split a caption's clip is rarely in its
+    top N, and the lists are harder than any search of a smaller library)."""
 
     def __init__(self, features: CorpusFeatures, opts: TrainOptions) -> None:
         clips = np.flatnonzero(features.splits == "train")
         local = np.full(len(features.splits), -1)
         local[clips] = np.arange(len(clips))
         captions = features.split_captions("train")
-        text = features.text[captions]  # (C, D)
+        self.text = features.text[captions]  # (C, D)
         self.audio = features.audio[clips]  # (M, D)
-        target = local[features.caption_clip[captions]]  # (C,)
-        pool = min(opts.pool, len(clips))
-        self.k = min(opts.candidates, pool)
-        negatives, reachable = hard_negatives(text, self.audio, target, pool)
-        # The generation loss sees only captions whose clip is in their CLAP top `pool`: at
-        # search time the reranker sees nothing else, and a positive from outside it would
-        # stand out by its low cosine. The contrastive loss of the query adapter has no such
-        # shortcut and learns from every caption.
-        self.reachable_share = float(reachable.mean())
-        keep = np.ones_like(reachable) if opts.contrastive_weight > 0 else reachable
-        self.text, self.target = text[keep], target[keep]
-        self.negatives, self.reachable = negatives[keep], reachable[keep]  # (C', pool - 1), (C',)
-        log.info("%d of %d train captions have their clip in the CLAP top %d",
-                 reachable.sum(), len(text), pool)  # fmt: skip
+        self.target = local[features.caption_clip[captions]]  # (C,)
+        shard = opts.shard_clips if opts.shard_clips > 0 else len(clips)
+        self.shards = max(1, round(len(clips) / shard))
+        self.pool = min(opts.pool, len(clips) // self.shards)
+        self.k = min(opts.candidates, self.pool)
         self.opts = opts
         self.rng = np.random.default_rng(opts.seed)
+        self.negatives = np.zeros((len(self.text), self.pool - 1), dtype=np.int64)
+        self.reachable = np.zeros(len(self.text), dtype=bool)
+        self.mine()
+
+    def mine(self) -> None:
+        """Each caption's hard negatives from its clip's shard, with a fresh draw of shards."""
+        self.shard_of = shard_of = self.rng.permutation(len(self.audio)) % self.shards  # (M,)
+        for shard in range(self.shards):
+            members = np.flatnonzero(shard_of == shard)
+            local = np.full(len(self.audio), -1)
+            local[members] = np.arange(len(members))
+            rows = np.flatnonzero(shard_of[self.target] == shard)
+            negatives, reachable = hard_negatives(
+                self.text[rows], self.audio[members], local[self.target[rows]], self.pool
+            )
+            self.negatives[rows], self.reachable[rows] = members[negatives], reachable
+        log.debug("%d of %d train captions have their clip in the CLAP top %d of their shard",
+                  self.reachable.sum(), len(self.text), self.pool)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.text)
@@ -256,6 +274,24 @@ def contrastive_loss(
     return F.cross_entropy(model.adapted_similarity(query, audio) * scale, positive)
 
 
+def learning_rate(peak: float, step: int, total: int, warmup: float = 0.05) -> float:
+    """Linear warm-up over the first `warmup` of the steps, then a cosine down to zero."""
+    progress = step / max(1, total)
+    if progress < warmup:
+        return peak * (step + 1) / max(1, warmup * total)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
+
+
+def fit_to_budget(step: int, total: int, elapsed: float, budget: float) -> int:
+    """The planned step count cut to what the time left allows at the pace so far, so the
+    schedule reaches its end within the budget (never grown past the plan)."""
+    fitted = min(total, max(step + 1, int(step + (budget - elapsed) / (elapsed / step) * 0.97)))
+    if fitted != total:
+        log.info("at %.0f ms a step the budget allows %d steps (planned %d)",
+                 1e3 * elapsed / step, fitted, total)  # fmt: skip
+    return fitted
+
+
 def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, Any]]:
     """Train a denoiser; returns it (eval mode) and facts about the run."""
     import torch
@@ -269,14 +305,14 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     per_epoch = max(1, len(data) // opts.batch_size)
     total = per_epoch * opts.epochs
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=opts.lr, total_steps=total, pct_start=0.05
-    )
     generator = torch.Generator().manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
-    started, losses, step = time.perf_counter(), [], 0
+    started, losses, step, reachable_shares = time.perf_counter(), [], 0, []
     budget = opts.max_minutes * 60
     while step < total and time.perf_counter() - started < budget:
+        if step > 0:
+            data.mine()
+        reachable_shares.append(float(data.reachable.mean()))
         for rows in np.array_split(rng.permutation(len(data)), per_epoch):
             query, audio, positive, reachable = (torch.from_numpy(a) for a in data.sample(rows))
             loss = torch.zeros(())
@@ -289,10 +325,13 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(opts.lr, step, total)
             optimizer.step()
-            schedule.step()
             losses.append(loss.item())
             step += 1
+            if step == 50 or step % per_epoch == 0:
+                total = fit_to_budget(step, total, time.perf_counter() - started, budget)
             if step % opts.log_every == 0:
                 recent = np.mean(losses[-opts.log_every :])
                 elapsed = time.perf_counter() - started
@@ -301,10 +340,11 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
                 break
     facts = {
         "train_captions": len(data),
-        "generation_captions": int(data.reachable.sum()),
+        "generation_captions": int(round(np.mean(reachable_shares) * len(data))),
         "train_clips": len(data.audio),
         "candidates": data.k,
-        "reachable_share": round(data.reachable_share, 4),
+        "reachable_share": round(float(np.mean(reachable_shares)), 4),
+        "shards": data.shards,
         "steps": step,
         "epochs": round(step / per_epoch, 2),
         "minutes": round((time.perf_counter() - started) / 60, 2),
@@ -374,18 +414,20 @@ def model_card(config: DiffATRConfig, facts: dict[str, Any], table: str | None) 
         "## Training",
         "",
         f"- Data: the corpus train split, {facts['train_captions']} captions of "
-        f"{facts['train_clips']} clips; per caption K = {facts['candidates']} candidates: its "
-        f"clip and {facts['candidates'] - 1} negatives drawn from the {opts['pool']} clips CLAP "
-        "ranks highest, shuffled. The generation loss uses the "
-        f"{facts['generation_captions']} captions whose clip is in that CLAP top "
-        f"{opts['pool']} ({100 * facts['reachable_share']:.0f} % of all).",
+        f"{facts['train_clips']} clips, cut into {facts['shards']} random shards of about "
+        f"{facts['train_clips'] // facts['shards']} clips (a library's size), redrawn every "
+        f"epoch; per caption K = {facts['candidates']} candidates: its clip and "
+        f"{facts['candidates'] - 1} negatives drawn from the {opts['pool']} clips of its shard "
+        "CLAP ranks highest, shuffled. The generation loss uses the captions whose clip is in "
+        f"that CLAP top {opts['pool']} ({100 * facts['reachable_share']:.0f} % of all, on "
+        "average over epochs); the contrastive loss uses all.",
         "- Loss: cross-entropy between the predicted clean distribution and the one-hot "
         f"positive, at a uniform random timestep of {config.train_timesteps} "
         f"({config.beta_schedule} schedule), plus {opts['contrastive_weight']:g} x the "
         "contrastive loss of the query adapter over the same candidates (logit scale "
         f"{opts['contrastive_scale']:g}); AdamW lr {opts['lr']:g}, weight decay "
-        f"{opts['weight_decay']:g}, one-cycle schedule, batch {opts['batch_size']}, text "
-        f"feature noise {opts['feature_noise']:g}.",
+        f"{opts['weight_decay']:g}, warm-up then cosine schedule fitted to the time budget, "
+        f"batch {opts['batch_size']}, text feature noise {opts['feature_noise']:g}.",
         f"- {facts['steps']} steps ({facts['epochs']} epochs) in {facts['minutes']} min on "
         f"{facts['machine']}; final loss {facts['final_loss']}.",
         f"- Command: `{facts['command']}` (seed {facts['seed']}).",

@@ -150,14 +150,58 @@ def test_hard_negatives_leave_the_positive_out() -> None:
 def test_batches_put_the_positive_where_they_say() -> None:
     from generative.diffatr_train import Batches, TrainOptions
 
-    opts = TrainOptions(candidates=6, pool=10, contrastive_weight=0.0, model=tiny_config())
+    opts = TrainOptions(candidates=6, pool=10, shard_clips=0, model=tiny_config())
     data = Batches(synthetic_features(), opts)
     rows = np.arange(len(data))
     query, audio, positive, reachable = data.sample(rows)
-    assert reachable.all()  # without the contrastive loss only reachable captions are kept
     assert audio.shape == (len(data), 6, 8)
     assert np.array_equal(audio[rows, positive], data.audio[data.target])
     assert len(set(positive.tolist())) > 1  # shuffled, not always first
+
+
+def test_batches_mine_negatives_within_a_shard_redrawn_each_epoch() -> None:
+    from generative.diffatr_train import Batches, TrainOptions
+
+    opts = TrainOptions(candidates=2, pool=2, shard_clips=10, model=tiny_config())
+    data = Batches(synthetic_features(), opts)  # 30 train clips: 3 shards of 10
+    assert data.shards == 3
+    first = data.shard_of.copy()
+    assert sorted(np.bincount(first).tolist()) == [10, 10, 10]
+    for _ in range(2):
+        assert (data.shard_of[data.negatives] == data.shard_of[data.target][:, None]).all()
+        assert not (data.negatives == data.target[:, None]).any()
+        data.mine()
+    assert not np.array_equal(first, data.shard_of)
+    # Within a shard of 10 the clip is in its top 2 more often than in the whole split's.
+    whole = Batches(synthetic_features(), TrainOptions(pool=2, shard_clips=0, model=tiny_config()))
+    assert data.reachable.mean() > whole.reachable.mean()
+
+
+def test_sampler_steps_reuse_one_encoding() -> None:
+    """`forward` is `denoise(encode(...))`: the sampler encodes once and denoises per step."""
+    model = build_denoiser(tiny_config(), seed=4).eval()
+    rng = np.random.default_rng(4)
+    query, audio = torch.from_numpy(unit(rng, 2, 8)), torch.from_numpy(unit(rng, 2, 5, 8))
+    encoded = model.encode(query, audio)
+    for t in (0, 9, 19):
+        noisy = torch.randn(2, 5)
+        assert torch.allclose(
+            model.denoise(encoded, noisy, torch.tensor(t)),
+            model(noisy, torch.tensor(t), query, audio),
+            atol=1e-6,
+        )
+
+
+def test_learning_rate_warms_up_then_decays_to_zero() -> None:
+    from generative.diffatr_train import fit_to_budget, learning_rate
+
+    rates = [learning_rate(1.0, step, 100) for step in range(101)]
+    assert rates[0] < rates[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[5:], rates[6:], strict=False))
+    assert rates[100] == pytest.approx(0.0, abs=1e-9)
+    # 50 steps took 10 s of a 20 s budget: about 48 more fit, never more than planned.
+    assert 90 <= fit_to_budget(50, 1000, 10.0, 20.0) <= 100
+    assert fit_to_budget(50, 60, 10.0, 20.0) == 60
 
 
 @pytest.mark.parametrize("contrastive_weight", [0.0, 0.5])
