@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     audio = unit_rows(rng, args.n, clap.dim)
     query = unit_rows(rng, 1, clap.dim)[0]
     clap_scores = audio @ query  # (N, D) @ (D,) -> (N,)
-    for count in sorted({1, 2, steps, 5, 10}):
+    for count in sorted({1, 2, 5, 10, 20, steps}):
 
         def rerank(_: int, count: int = count) -> np.ndarray:
             return reranker.scores(clap_scores, reranker.generate(query, audio, count))

@@ -81,15 +81,19 @@ class DiffATRDenoiser(nn.Module):
         self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(width, width)
         self.query_in = nn.Linear(dim, width)
-        # A small trainable projection of the query (a residual, zero at start): its cosine
-        # with each candidate is one more input, and training may give it a contrastive loss.
+        # Small trainable projections of the query and of the audio (residuals, zero at start):
+        # the cosine of the adapted pair is one more input. Training gives them a contrastive
+        # loss over the whole train split, which sharpens what the frozen CLAP tells apart.
         self.query_adapter = nn.Linear(dim, dim)
-        nn.init.zeros_(self.query_adapter.weight)
-        nn.init.zeros_(self.query_adapter.bias)
-        # A candidate is its own features, its interaction with the query and three similarity
-        # features: the CLAP cosine (scaled), its z-score within the list, the adapted cosine.
+        self.audio_adapter = nn.Linear(dim, dim)
+        for adapter in (self.query_adapter, self.audio_adapter):
+            nn.init.zeros_(adapter.weight)
+            nn.init.zeros_(adapter.bias)
+        # A candidate is its own features, its interaction with the query and four similarity
+        # features: the CLAP cosine (scaled) and the adapted cosine, each also as a z-score
+        # within the list.
         self.candidate_in = nn.Sequential(
-            nn.Linear(2 * dim + 3, width), nn.GELU(), nn.Linear(width, width)
+            nn.Linear(2 * dim + 4, width), nn.GELU(), nn.Linear(width, width)
         )
         layer = nn.TransformerEncoderLayer(
             width, config.heads, 2 * width, config.dropout, batch_first=True, norm_first=True
@@ -107,11 +111,19 @@ class DiffATRDenoiser(nn.Module):
         self.head_time = nn.Linear(width, 2 * width, bias=False)
         self.head_out = nn.Sequential(nn.GELU(), nn.Linear(2 * width, 1))
 
+    def adapt_query(self, query: torch.Tensor) -> torch.Tensor:
+        """(..., D) unit CLAP text vectors -> adapted unit vectors (..., D)."""
+        adapted = query + self.query_adapter(query)
+        return adapted / adapted.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
+    def adapt_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """(..., D) unit CLAP audio vectors -> adapted unit vectors (..., D)."""
+        adapted = audio + self.audio_adapter(audio)
+        return adapted / adapted.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
     def adapted_similarity(self, query: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """query (B, D), audio (B, K, D) -> cosine of the adapted query with each candidate."""
-        adapted = query + self.query_adapter(query)  # (B, D)
-        adapted = adapted / adapted.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        return torch.einsum("bd,bkd->bk", adapted, audio)  # (B, K)
+        return torch.einsum("bd,bkd->bk", self.adapt_query(query), self.adapt_audio(audio))
 
     def encode(self, query: torch.Tensor, audio: torch.Tensor) -> Encoded:
         """query (B, D), audio (B, K, D) -> what every denoising step of this list reuses."""
@@ -119,9 +131,11 @@ class DiffATRDenoiser(nn.Module):
         spread = sim.std(dim=1, keepdim=True, unbiased=False) + 1e-4
         zscore = (sim - sim.mean(dim=1, keepdim=True)) / spread  # (B, K)
         adapted = self.adapted_similarity(query, audio)  # (B, K)
+        spread = adapted.std(dim=1, keepdim=True, unbiased=False) + 1e-4
+        adapted_z = (adapted - adapted.mean(dim=1, keepdim=True)) / spread  # (B, K)
         scale = self.config.sim_scale
-        sims = torch.stack([sim * scale, zscore, adapted * scale], dim=-1)  # (B, K, 3)
-        pair = torch.cat([audio, audio * query[:, None, :], sims], dim=-1)  # (B, K, 2D + 3)
+        sims = torch.stack([sim * scale, zscore, adapted * scale, adapted_z], dim=-1)  # (B, K, 4)
+        pair = torch.cat([audio, audio * query[:, None, :], sims], dim=-1)  # (B, K, 2D + 4)
         tokens = torch.cat([self.query_in(query)[:, None, :], self.candidate_in(pair)], dim=1)
         tokens = self.context(tokens)  # (B, 1 + K, W)
         q_tok, cand = tokens[:, 0], tokens[:, 1:]  # (B, W), (B, K, W)

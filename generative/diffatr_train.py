@@ -161,7 +161,7 @@ class TrainOptions:
     max_minutes: float = 25.0  # the loop stops here whatever `epochs` says
     epochs: int = 40
     batch_size: int = 256
-    candidates: int = 32  # K during training
+    candidates: int = 64  # K during training: the whole list a search reranks
     pool: int = 64  # candidates come from each caption's CLAP top `pool` (its clip among them)
     # Negatives are mined in random shards of this many train clips, redrawn every epoch (the
     # val and test splits hold about 2,200 clips each); 0 mines in the whole train split.
@@ -169,8 +169,8 @@ class TrainOptions:
     lr: float = 1e-3
     weight_decay: float = 0.01
     feature_noise: float = 0.0  # std of Gaussian noise on text features (then renormalised)
-    contrastive_weight: float = 1.0  # weight of the query adapter's contrastive loss
-    contrastive_scale: float = 20.0  # its logit scale (1 / temperature)
+    contrastive_weight: float = 1.0  # weight of the adapters' contrastive loss
+    contrastive_scale: float = 30.0  # its logit scale (1 / temperature)
     threads: int = 2
     log_every: int = 100
     model: DiffATRConfig = field(default_factory=DiffATRConfig)
@@ -264,14 +264,16 @@ def generation_loss(
 def contrastive_loss(
     model: DiffATRDenoiser,
     query: torch.Tensor,
-    audio: torch.Tensor,
-    positive: torch.Tensor,
+    bank: torch.Tensor,
+    target: torch.Tensor,
     scale: float,
 ) -> torch.Tensor:
-    """InfoNCE of the adapted query against its K candidates (the positive and hard negatives)."""
+    """InfoNCE of the adapted queries (B, D) against every adapted train clip (M, D): the
+    caption's own clip (B,) is the positive, the rest of the train split the negatives."""
     import torch.nn.functional as F
 
-    return F.cross_entropy(model.adapted_similarity(query, audio) * scale, positive)
+    logits = model.adapt_query(query) @ model.adapt_audio(bank).T  # (B, D) @ (D, M) -> (B, M)
+    return F.cross_entropy(logits * scale, target)
 
 
 def learning_rate(peak: float, step: int, total: int, warmup: float = 0.05) -> float:
@@ -282,14 +284,11 @@ def learning_rate(peak: float, step: int, total: int, warmup: float = 0.05) -> f
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
 
 
-def fit_to_budget(step: int, total: int, elapsed: float, budget: float) -> int:
+def fit_to_budget(step: int, planned: int, elapsed: float, budget: float) -> int:
     """The planned step count cut to what the time left allows at the pace so far, so the
-    schedule reaches its end within the budget (never grown past the plan)."""
-    fitted = min(total, max(step + 1, int(step + (budget - elapsed) / (elapsed / step) * 0.97)))
-    if fitted != total:
-        log.info("at %.0f ms a step the budget allows %d steps (planned %d)",
-                 1e3 * elapsed / step, fitted, total)  # fmt: skip
-    return fitted
+    schedule reaches its end within the budget (re-grown if the pace improves, never past the
+    plan)."""
+    return min(planned, max(step + 1, int(step + (budget - elapsed) / (elapsed / step) * 0.97)))
 
 
 def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, Any]]:
@@ -304,9 +303,10 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
     sampler = DiffATRSampler(opts.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     per_epoch = max(1, len(data) // opts.batch_size)
-    total = per_epoch * opts.epochs
+    total = planned = per_epoch * opts.epochs
     generator = torch.Generator().manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
+    bank = torch.from_numpy(data.audio)  # (M, D) every train clip, the contrastive negatives
     started, losses, step, reachable_shares = time.perf_counter(), [], 0, []
     budget = opts.max_minutes * 60
     while step < total and time.perf_counter() - started < budget:
@@ -315,12 +315,13 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
         reachable_shares.append(float(data.reachable.mean()))
         for rows in np.array_split(rng.permutation(len(data)), per_epoch):
             query, audio, positive, reachable = (torch.from_numpy(a) for a in data.sample(rows))
+            target = torch.from_numpy(data.target[rows])
             loss = torch.zeros(())
             if bool(reachable.any()):
                 q, a, p = query[reachable], audio[reachable], positive[reachable]
                 loss = generation_loss(model, sampler, q, a, p, generator)
             if opts.contrastive_weight > 0:
-                extra = contrastive_loss(model, query, audio, positive, opts.contrastive_scale)
+                extra = contrastive_loss(model, query, bank, target, opts.contrastive_scale)
                 loss = loss + opts.contrastive_weight * extra
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -331,7 +332,12 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
             losses.append(loss.item())
             step += 1
             if step == 50 or step % per_epoch == 0:
-                total = fit_to_budget(step, total, time.perf_counter() - started, budget)
+                fitted = fit_to_budget(step, planned, time.perf_counter() - started, budget)
+                if fitted != total:
+                    pace = 1e3 * (time.perf_counter() - started) / step
+                    log.info("at %.0f ms a step the budget allows %d of %d planned steps",
+                             pace, fitted, planned)  # fmt: skip
+                total = fitted
             if step % opts.log_every == 0:
                 recent = np.mean(losses[-opts.log_every :])
                 elapsed = time.perf_counter() - started
@@ -424,7 +430,7 @@ def model_card(config: DiffATRConfig, facts: dict[str, Any], table: str | None) 
         "- Loss: cross-entropy between the predicted clean distribution and the one-hot "
         f"positive, at a uniform random timestep of {config.train_timesteps} "
         f"({config.beta_schedule} schedule), plus {opts['contrastive_weight']:g} x the "
-        "contrastive loss of the query adapter over the same candidates (logit scale "
+        "contrastive loss of the query and audio adapters over all train clips (logit scale "
         f"{opts['contrastive_scale']:g}); AdamW lr {opts['lr']:g}, weight decay "
         f"{opts['weight_decay']:g}, warm-up then cosine schedule fitted to the time budget, "
         f"batch {opts['batch_size']}, text feature noise {opts['feature_noise']:g}.",

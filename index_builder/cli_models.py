@@ -66,6 +66,8 @@ def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
         train_clips=args.train_clips,
         contrastive_weight=args.contrastive_weight,
         feature_noise=args.feature_noise,
+        shard_clips=args.shard_clips,
+        candidates=args.candidates,
         command=shlex.join(["foley", *sys.argv[1:]]),
     )
     print(f"DiffATR written to {out}")
@@ -153,6 +155,13 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--train-clips", type=int, help="use only this many train clips (seeded)")
     p.add_argument("--contrastive-weight", type=float, default=1.0)
     p.add_argument("--feature-noise", type=float, default=0.0, help="text feature noise std")
+    p.add_argument(
+        "--shard-clips",
+        type=int,
+        default=2048,
+        help="mine negatives in random shards of this many train clips (0: all)",
+    )
+    p.add_argument("--candidates", type=int, default=64, help="K, candidates per training list")
     p.set_defaults(func=cmd_train_diffatr)
 
     evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")
