@@ -39,6 +39,7 @@ class DiffATRConfig:
     heads: int = 4
     layers: int = 1  # self-attention layers over [query; candidates]: the listwise context
     dropout: float = 0.1
+    product_input: bool = False  # candidates carry query * audio, not only similarities
     sim_scale: float = 10.0  # CLAP cosines are close together; scaled before they are inputs
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
@@ -62,6 +63,7 @@ class Encoded(NamedTuple):
     keys: torch.Tensor  # (B, K, W) candidates projected as attention keys
     values: torch.Tensor  # (B, K, W) ... as attention values
     head: torch.Tensor  # (B, K, 2W) the candidate's part of the head's first layer
+    prior: torch.Tensor  # (B, K) the adapted cosine, scaled: the logits' starting point
 
 
 class DiffATRDenoiser(nn.Module):
@@ -89,11 +91,12 @@ class DiffATRDenoiser(nn.Module):
         for adapter in (self.query_adapter, self.audio_adapter):
             nn.init.zeros_(adapter.weight)
             nn.init.zeros_(adapter.bias)
-        # A candidate is its own features, its interaction with the query and four similarity
-        # features: the CLAP cosine (scaled) and the adapted cosine, each also as a z-score
-        # within the list.
+        # A candidate is four similarity features: the CLAP cosine (scaled) and the adapted
+        # cosine, each also as a z-score within the list (and, with `product_input`, its
+        # elementwise product with the query, which lets the denoiser memorise train clips).
+        inputs = dim + 4 if config.product_input else 4
         self.candidate_in = nn.Sequential(
-            nn.Linear(2 * dim + 4, width), nn.GELU(), nn.Linear(width, width)
+            nn.Linear(inputs, width), nn.GELU(), nn.Linear(width, width)
         )
         layer = nn.TransformerEncoderLayer(
             width, config.heads, 2 * width, config.dropout, batch_first=True, norm_first=True
@@ -104,6 +107,7 @@ class DiffATRDenoiser(nn.Module):
         self.v_proj = nn.Linear(width, width, bias=False)
         self.out_proj = nn.Linear(width, width)
         self.noise_gain = nn.Parameter(torch.ones(()))
+        self.prior_gain = nn.Parameter(torch.ones(()))
         # The head's first layer split by input: candidate token (computed once), the attention
         # summary and the noise level (per step). Together one MLP over [summary; cand; t].
         self.head_candidate = nn.Linear(width, 2 * width)
@@ -130,16 +134,22 @@ class DiffATRDenoiser(nn.Module):
         sim = torch.einsum("bd,bkd->bk", query, audio)  # (B, D) . (B, K, D) -> (B, K)
         spread = sim.std(dim=1, keepdim=True, unbiased=False) + 1e-4
         zscore = (sim - sim.mean(dim=1, keepdim=True)) / spread  # (B, K)
-        adapted = self.adapted_similarity(query, audio)  # (B, K)
+        # The adapters learn from their own contrastive loss only (see training).
+        adapted = self.adapted_similarity(query, audio).detach()  # (B, K)
         spread = adapted.std(dim=1, keepdim=True, unbiased=False) + 1e-4
         adapted_z = (adapted - adapted.mean(dim=1, keepdim=True)) / spread  # (B, K)
         scale = self.config.sim_scale
         sims = torch.stack([sim * scale, zscore, adapted * scale, adapted_z], dim=-1)  # (B, K, 4)
-        pair = torch.cat([audio, audio * query[:, None, :], sims], dim=-1)  # (B, K, 2D + 4)
+        # Raw audio features would let the denoiser memorise the train clips; what goes in is
+        # relational: the query-candidate product and the similarities.
+        parts = [audio * query[:, None, :], sims] if self.config.product_input else [sims]
+        pair = torch.cat(parts, dim=-1)  # (B, K, D + 4) or (B, K, 4)
         tokens = torch.cat([self.query_in(query)[:, None, :], self.candidate_in(pair)], dim=1)
         tokens = self.context(tokens)  # (B, 1 + K, W)
         q_tok, cand = tokens[:, 0], tokens[:, 1:]  # (B, W), (B, K, W)
-        return Encoded(q_tok, self.k_proj(cand), self.v_proj(cand), self.head_candidate(cand))
+        return Encoded(
+            q_tok, self.k_proj(cand), self.v_proj(cand), self.head_candidate(cand), adapted * scale
+        )
 
     def denoise(
         self, encoded: Encoded, noisy: torch.Tensor, timestep: torch.Tensor
@@ -156,7 +166,9 @@ class DiffATRDenoiser(nn.Module):
         summary = self.out_proj(torch.einsum("bk,bkw->bw", weights, encoded.values))  # (B, W)
         hidden = self.head_summary(summary) + self.head_time(cond)  # (B, 2W)
         hidden = encoded.head + hidden[:, None, :]  # (B, K, 2W)
-        return self.head_out(hidden).squeeze(-1) + attn  # (B, K)
+        # Logits = the adapted cosine + what the listwise context and the noisy distribution
+        # add to it (at the start of training, the adapted cosine's own ranking).
+        return self.prior_gain * encoded.prior + self.head_out(hidden).squeeze(-1) + attn
 
     def forward(
         self, noisy: torch.Tensor, timestep: torch.Tensor, query: torch.Tensor, audio: torch.Tensor

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 METRICS = ("R@1", "R@5", "R@10", "mAP@10", "class_P@10")
 EVAL_SPLITS = ("test", "ood")
 STEP_GRID = (1, 2, 5, 10, 20, 50)
-ALPHA_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+ALPHA_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 N_GRID = (16, 32, 64, 128)
 # The steps and N ablations (and the choice of steps on val) run on this many captions of a
 # split, drawn with a fixed seed: 50 DDIM steps over every caption would take most of an hour.

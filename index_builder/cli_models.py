@@ -161,7 +161,7 @@ def add_model_commands(sub: Any) -> None:
         default=2048,
         help="mine negatives in random shards of this many train clips (0: all)",
     )
-    p.add_argument("--candidates", type=int, default=64, help="K, candidates per training list")
+    p.add_argument("--candidates", type=int, default=32, help="K, candidates per training list")
     p.set_defaults(func=cmd_train_diffatr)
 
     evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")

@@ -47,9 +47,10 @@ def test_denoiser_shapes_and_determinism() -> None:
     assert torch.allclose(scalar[1], first[1], atol=1e-6)
 
 
-def test_denoiser_is_permutation_equivariant() -> None:
+@pytest.mark.parametrize("product_input", [False, True])
+def test_denoiser_is_permutation_equivariant(product_input: bool) -> None:
     """Candidates carry no position: shuffling them shuffles the logits the same way."""
-    model = build_denoiser(tiny_config(), seed=0).eval()
+    model = build_denoiser(tiny_config(product_input=product_input), seed=0).eval()
     rng = np.random.default_rng(1)
     query, audio = torch.from_numpy(unit(rng, 1, 8)), torch.from_numpy(unit(rng, 1, 6, 8))
     noisy, perm = torch.randn(1, 6), torch.tensor([3, 0, 5, 1, 4, 2])
