@@ -151,13 +151,22 @@ class DiffATRDenoiser(nn.Module):
             q_tok, self.k_proj(cand), self.v_proj(cand), self.head_candidate(cand), adapted * scale
         )
 
+    def time_condition(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Noise-level embeddings: timesteps (T,) -> (T, W)."""
+        return self.time_embed(self.time_proj(timesteps.reshape(-1)).to(self.q_proj.weight.dtype))
+
     def denoise(
-        self, encoded: Encoded, noisy: torch.Tensor, timestep: torch.Tensor
+        self,
+        encoded: Encoded,
+        noisy: torch.Tensor,
+        timestep: torch.Tensor,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One step: noisy (B, K), timestep (B,) or () -> logits (B, K)."""
-        batch = noisy.shape[0]
-        timestep = timestep.reshape(-1).expand(batch)  # () or (B,) -> (B,)
-        cond = self.time_embed(self.time_proj(timestep).to(noisy.dtype))  # (B, W)
+        """One step: noisy (B, K), timestep (B,) or () -> logits (B, K). `cond`, the timestep's
+        embedding (B, W) or (W,), may be given when already computed."""
+        if cond is None:
+            timestep = timestep.reshape(-1).expand(noisy.shape[0])  # () or (B,) -> (B,)
+            cond = self.time_condition(timestep)  # (B, W)
         query = self.q_proj(encoded.query + cond)  # (B, W)
         attn = torch.einsum("bw,bkw->bk", query, encoded.keys)  # (B, K)
         attn = attn / math.sqrt(encoded.keys.shape[-1])
@@ -188,6 +197,7 @@ class DiffATRSampler:
     def __init__(self, config: DiffATRConfig) -> None:
         self.config = config
         self._schedulers: dict[int, Any] = {}
+        self._ddim: dict[int, list[tuple[float, float]]] = {}
         self._lock = threading.Lock()
 
     def scheduler(self, steps: int) -> Any:
@@ -209,13 +219,32 @@ class DiffATRSampler:
                 self._schedulers[steps] = scheduler
             return self._schedulers[steps]
 
+    def ddim(self, steps: int) -> list[tuple[float, float]]:
+        """Per step, the coefficients of diffusers' DDIM update (eta 0, predicted x0 in
+        [-1, 1] so its clipping is a no-op) as x_prev = keep * x_t + mix * x0, read from the
+        scheduler's schedule: eps = (x_t - sqrt(a_t) x0) / sqrt(1 - a_t) and
+        x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps. One step costs two multiply-adds."""
+        if steps in self._ddim:
+            return self._ddim[steps]
+        scheduler = self.scheduler(steps)
+        ratio = scheduler.config.num_train_timesteps // steps
+        out = []
+        for t in scheduler.timesteps.tolist():
+            a_t = float(scheduler.alphas_cumprod[t])
+            prev = t - ratio
+            a_prev = float(scheduler.alphas_cumprod[prev]) if prev >= 0 else 1.0
+            keep = math.sqrt((1 - a_prev) / (1 - a_t))
+            out.append((keep, math.sqrt(a_prev) - keep * math.sqrt(a_t)))
+        self._ddim[steps] = out
+        return out
+
     def add_noise(
         self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         """q(x_t | x_0) for training: clean (B, K) in [-1, 1], timesteps (B,) -> (B, K)."""
         return self.scheduler(1).add_noise(clean, noise, timesteps)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(
         self,
         model: DiffATRDenoiser,
@@ -236,10 +265,12 @@ class DiffATRSampler:
         x = torch.randn(shape, generator=generator, dtype=query.dtype).to(query.device)  # (B, K)
         probs = torch.full(shape, 1.0 / shape[1], dtype=query.dtype, device=query.device)
         encoded = model.encode(query, audio)  # once; each step reuses it
-        for t in scheduler.timesteps:
-            logits = model.denoise(encoded, x, t.to(query.device))  # (B, K)
+        conds = model.time_condition(scheduler.timesteps.to(query.device))  # (steps, W)
+        for t, cond, (keep, mix) in zip(scheduler.timesteps, conds, self.ddim(steps), strict=True):
+            logits = model.denoise(encoded, x, t, cond)  # (B, K)
             probs = logits.softmax(dim=-1)
-            x = scheduler.step(relevance_to_sample(probs), t, x, eta=0.0).prev_sample
+            # DDIM (eta 0) with the clean sample predicted: x_prev = keep * x + mix * x0.
+            x = keep * x + mix * relevance_to_sample(probs)
         return probs
 
 

@@ -71,6 +71,20 @@ def test_sampler_returns_a_distribution(steps: int) -> None:
     assert torch.allclose(probs.sum(dim=1), torch.ones(4), atol=1e-5)
 
 
+@pytest.mark.parametrize("steps", [1, 2, 5, 20, 50])
+def test_ddim_update_is_the_schedulers_step(steps: int) -> None:
+    """The sampler's two multiply-adds per step equal diffusers' DDIM `step` (eta 0)."""
+    sampler = DiffATRSampler(DiffATRConfig())
+    scheduler = sampler.scheduler(steps)
+    generator = torch.Generator().manual_seed(steps)
+    x = torch.randn(3, 8, generator=generator)
+    for t, (keep, mix) in zip(scheduler.timesteps, sampler.ddim(steps), strict=True):
+        clean = torch.rand(3, 8, generator=generator) * 2 - 1
+        expected = scheduler.step(clean, t, x, eta=0.0).prev_sample
+        assert torch.allclose(keep * x + mix * clean, expected, atol=1e-5)
+        x = expected
+
+
 def test_sampler_rejects_bad_input() -> None:
     config = tiny_config()
     sampler, model = DiffATRSampler(config), build_denoiser(config)
