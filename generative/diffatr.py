@@ -132,14 +132,12 @@ class DiffATRDenoiser(nn.Module):
     def encode(self, query: torch.Tensor, audio: torch.Tensor) -> Encoded:
         """query (B, D), audio (B, K, D) -> what every denoising step of this list reuses."""
         sim = torch.einsum("bd,bkd->bk", query, audio)  # (B, D) . (B, K, D) -> (B, K)
-        spread = sim.std(dim=1, keepdim=True, unbiased=False) + 1e-4
-        zscore = (sim - sim.mean(dim=1, keepdim=True)) / spread  # (B, K)
         # The adapters learn from their own contrastive loss only (see training).
         adapted = self.adapted_similarity(query, audio).detach()  # (B, K)
-        spread = adapted.std(dim=1, keepdim=True, unbiased=False) + 1e-4
-        adapted_z = (adapted - adapted.mean(dim=1, keepdim=True)) / spread  # (B, K)
         scale = self.config.sim_scale
-        sims = torch.stack([sim * scale, zscore, adapted * scale, adapted_z], dim=-1)  # (B, K, 4)
+        sims = torch.stack(
+            [sim * scale, _zscore(sim), adapted * scale, _zscore(adapted)], dim=-1
+        )  # (B, K, 4)
         # Raw audio features would let the denoiser memorise the train clips; what goes in is
         # relational: the query-candidate product and the similarities.
         parts = [audio * query[:, None, :], sims] if self.config.product_input else [sims]
@@ -184,6 +182,12 @@ class DiffATRDenoiser(nn.Module):
     ) -> torch.Tensor:
         """noisy (B, K), timestep (B,) or (), query (B, D), audio (B, K, D) -> logits (B, K)."""
         return self.denoise(self.encode(query, audio), noisy, timestep)
+
+
+def _zscore(scores: torch.Tensor) -> torch.Tensor:
+    """(B, K) -> each row standardised within the list."""
+    spread = scores.std(dim=1, keepdim=True, unbiased=False) + 1e-4
+    return (scores - scores.mean(dim=1, keepdim=True)) / spread
 
 
 def relevance_to_sample(probs: torch.Tensor) -> torch.Tensor:
