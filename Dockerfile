@@ -19,17 +19,18 @@ RUN pip install torch==2.14.1 torchvision==0.29.1 ${TORCH_INDEX_URL:+--index-url
 
 # Dependencies change less often than the code: install them from pyproject.toml alone.
 COPY pyproject.toml README.md ./
-RUN mkdir -p core generative index_builder search workers migrations \
+RUN mkdir -p core generative index_builder search workers foley migrations \
     && touch core/__init__.py generative/__init__.py index_builder/__init__.py \
-       search/__init__.py workers/__init__.py migrations/__init__.py \
+       search/__init__.py workers/__init__.py foley/__init__.py migrations/__init__.py \
     && pip install -e . \
-    && rm -rf core generative index_builder search workers migrations
+    && rm -rf core generative index_builder search workers foley migrations
 
 COPY core core
 COPY generative generative
 COPY index_builder index_builder
 COPY search search
 COPY workers workers
+COPY foley foley
 COPY migrations migrations
 COPY models models
 

@@ -110,7 +110,7 @@ def bench_api(n: int = 10_000, requests: int = 100) -> dict[str, float]:
         os.environ["FOLEY_DATA_DIR"] = tmp
         row = populate(Path(tmp), n)
         server = subprocess.Popen(
-            [sys.executable, "-m", "index_builder.cli", "serve"],
+            [sys.executable, "-m", "foley", "serve"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

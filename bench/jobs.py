@@ -56,8 +56,8 @@ def clip(kind: int, seconds: float) -> bytes:
 
 
 def tiny_checkpoint(folder: Path) -> Path:
-    from generative.clap import build_random_clap, save_compact
-    from generative.clap_config import tiny_clap_config
+    from generative.clap.config import tiny_clap_config
+    from generative.clap.model import build_random_clap, save_compact
 
     config = tiny_clap_config()
     save_compact(build_random_clap(config, seed=0), config, folder)
@@ -90,7 +90,7 @@ class Deployment:
         self.log = (data_dir / "worker.log").open("wb")
         started = time.perf_counter()
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "index_builder.cli", "worker", "--queues=cpu,gpu"],
+            [sys.executable, "-m", "foley", "worker", "--queues=cpu,gpu"],
             cwd=ROOT,
             env=full_env,
             stdout=self.log,

@@ -65,9 +65,11 @@ def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 def load_models(checkpoint: Path, clap_dir: Path) -> tuple[Any, Any, str]:
     """(CLAP, DiffATR, what was loaded); random weights stand in for missing checkpoints."""
-    from generative.clap import build_random_clap, load_clap, save_compact
-    from generative.clap_config import compact_clap_config
-    from generative.diffatr import DiffATR, DiffATRConfig, build_denoiser, load_diffatr
+    from generative.clap.config import compact_clap_config
+    from generative.clap.load import load_clap
+    from generative.clap.model import build_random_clap, save_compact
+    from generative.diffatr.model import DiffATRConfig, build_denoiser
+    from generative.diffatr.pipeline import DiffATR, load_diffatr
 
     notes = []
     if not clap_dir.is_dir():

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from core.config import Settings, get_settings
 
 if TYPE_CHECKING:
-    from generative.clap import ClapModel
-    from generative.diffatr import DiffATR
+    from generative.clap.model import ClapModel
+    from generative.diffatr.pipeline import DiffATR
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _clap: dict[tuple[str, str, str, bool, str, int], ClapModel] = {}
 
 def get_clap(settings: Settings | None = None) -> ClapModel:
     """The CLAP model the settings name (`FOLEY_CLAP_CHECKPOINT` and friends), loaded once."""
-    from generative.clap import load_clap
+    from generative.clap.load import load_clap
 
     settings = settings or get_settings()
     path = settings.clap_checkpoint.expanduser().resolve()
@@ -94,7 +94,7 @@ def _open_diffatr(path: Path, device: str) -> tuple[DiffATR | None, str]:
     if not path.is_dir():
         log.warning("no DiffATR checkpoint at %s: search results are not reranked", path)
         return None, f"no checkpoint at {path}"
-    from generative.diffatr import DiffATRLoadError, load_diffatr
+    from generative.diffatr.pipeline import DiffATRLoadError, load_diffatr
 
     started = time.perf_counter()
     try:

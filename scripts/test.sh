@@ -14,6 +14,7 @@ fi
 ruff check .
 ruff format --check .
 mypy
+lint-imports
 set +e
 python -m pytest -m "$marker" -q -p no:cacheprovider "$@"
 status=$?

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from sqlalchemy import select
 
@@ -11,6 +9,7 @@ from core.audio import decode
 from core.catalog import Embedding, Sound
 from core.vector_index import SearchFilter
 from search.rerank import rerank_results, text_reranker, top_n
+from search.results import SoundResult
 from search.service import Foley
 
 MAX_K = 200
@@ -22,22 +21,6 @@ class QueryError(ValueError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass
-class SoundResult:
-    id: int
-    score: float
-    title: str
-    duration: float
-    tags: list[str]
-    source: str
-    caption: str | None
-    format: str
-    audio_url: str
-    extra: dict[str, float] = field(default_factory=dict)
-    # The first-stage CLAP similarity; `score` is the final one (equal without reranking).
-    clap_score: float | None = None
 
 
 def _check_k(k: int) -> None:

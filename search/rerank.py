@@ -19,8 +19,8 @@ from sqlalchemy import select
 from core.catalog import Embedding
 
 if TYPE_CHECKING:
-    from generative.diffatr import DiffATR
-    from search.pipeline import SoundResult
+    from generative.diffatr.pipeline import DiffATR
+    from search.results import SoundResult
     from search.service import Foley
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from core.vector_index import VectorIndex, open_vector_index
 from index_builder.syncer import IndexSyncer
 
 if TYPE_CHECKING:
-    from generative.clap import ClapModel
+    from generative.clap.model import ClapModel
 
 log = logging.getLogger(__name__)
 

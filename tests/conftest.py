@@ -24,8 +24,8 @@ def postgres_url() -> str | None:
 @pytest.fixture(scope="session")
 def tiny_clap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A compact checkpoint folder holding a tiny random CLAP (fixed seed)."""
-    from generative.clap import build_random_clap, save_compact
-    from generative.clap_config import tiny_clap_config
+    from generative.clap.config import tiny_clap_config
+    from generative.clap.model import build_random_clap, save_compact
 
     config = tiny_clap_config()
     out = tmp_path_factory.mktemp("tiny-clap")
@@ -35,7 +35,7 @@ def tiny_clap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_clap(tiny_clap_dir: Path):  # noqa: ANN201 - ClapModel imports torch
-    from generative.clap import load_clap
+    from generative.clap.load import load_clap
 
     return load_clap(tiny_clap_dir)
 

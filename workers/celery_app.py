@@ -1,10 +1,11 @@
 """Foley's Celery app, configured from settings.
 
-Embedded default: the queue is a SQLite file in the data dir (`workers.embedded_transport`)
+Embedded default: the queue is a SQLite file in the data dir (`core.queue_transport`)
 and results go to another; nothing to run but `foley serve`. Scale-out: `FOLEY_BROKER_URL`
 names a Redis server, which also keeps the results.
 
-Settings are those of long GPU work: a task is acknowledged only when it finished
+The settings (`core.queue.celery_config`, shared with the API's client) are those of long
+GPU work: a task is acknowledged only when it finished
 (`task_acks_late`), handed back when the pool process running it dies
 (`task_reject_on_worker_lost`), a worker takes one message at a time
 (`worker_prefetch_multiplier=1`), and Redis waits longer than the task time limit before it
@@ -23,85 +24,26 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
 from celery.signals import (
     worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
 )
-from kombu import Exchange, Queue
 
 from core.audio import DecodeLimits
 from core.config import QUEUES, Settings, get_settings
 from core.db import Catalog
+from core.queue import RECOVER_TASK, make_celery
 from core.store import FileStore
-from workers.queue import QUEUE_FOR_KIND, RECOVER_TASK, TASK_FOR_KIND
 
 if TYPE_CHECKING:
-    from generative.clap import ClapModel
+    from generative.clap.model import ClapModel
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_TRANSPORT = "workers.embedded_transport:Transport"
-# Soft limit first, so a job that runs too long fails with a message rather than a kill.
-SOFT_LIMIT_MARGIN_S = 60
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for a deployment."""
-    time_limit = settings.job_time_limit_s
-    conf: dict[str, Any] = {
-        "result_backend": settings.celery_result_backend,
-        "result_expires": 24 * 3600,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_time_limit": time_limit,
-        "task_soft_time_limit": max(time_limit - SOFT_LIMIT_MARGIN_S, time_limit // 2),
-        "task_queues": [Queue(name, Exchange("foley"), routing_key=name) for name in QUEUES],
-        "task_default_queue": "cpu",
-        "task_default_exchange": "foley",
-        "task_default_routing_key": "cpu",
-        "task_routes": {TASK_FOR_KIND[k]: {"queue": q} for k, q in QUEUE_FOR_KIND.items()},
-        "broker_connection_retry_on_startup": True,
-        # With late acks a task whose broker connection dropped would run twice otherwise.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        # How long to wait for a result from a pool process that died before calling the
-        # task lost (and requeueing it); the job row, not the result, is what counts here.
-        "worker_lost_wait": 1.0,
-        "enable_utc": True,
-    }
-    broker = settings.celery_broker_url
-    if broker.startswith("sqla+sqlite"):
-        conf["broker_url"] = broker.removeprefix("sqla+")
-        conf["broker_transport"] = EMBEDDED_TRANSPORT
-    else:
-        conf["broker_url"] = broker
-        options: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout_s}
-        if settings.broker_key_prefix:
-            options["global_keyprefix"] = settings.broker_key_prefix
-        conf["broker_transport_options"] = options
-        if conf["result_backend"].startswith(("redis://", "rediss://")):
-            conf["result_backend_transport_options"] = dict(options)
-    return conf
-
-
-def make_celery(settings: Settings | None = None) -> Celery:
-    """A Celery app for `settings`, or for the process's settings, read on first use."""
-    celery = Celery("foley", include=["workers.tasks"], set_as_current=settings is None)
-    if settings is not None:
-        celery.conf.update(celery_config(settings))
-    else:
-        celery.add_defaults(lambda: celery_config(get_settings()))
-    return celery
-
-
 # `celery -A workers.celery_app worker` and `foley worker` run this one.
-app = make_celery()
+app = make_celery(include=["workers.tasks"])
 
 
 @dataclass
@@ -154,7 +96,7 @@ def _preload_model_code(**_: Any) -> None:
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        from generative.clap_config import clap_module
+        from generative.clap.config import clap_module
 
         clap_module()
     except Exception:

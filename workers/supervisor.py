@@ -33,7 +33,7 @@ class WorkerSupervisor:
         self.command = [
             sys.executable,
             "-m",
-            "index_builder.cli",
+            "foley",
             "worker",
             f"--queues={','.join(queues)}",
             f"--concurrency={concurrency}",

@@ -18,10 +18,10 @@ from sqlalchemy import create_engine, text
 
 from core import jobs
 from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobRun, lease_cutoff
+from core.queue import JobQueue, kinds_on
 from index_builder.library_scan import scan_library
 from index_builder.uploads import ingest_upload
 from workers.celery_app import WorkerContext, app, worker_context
-from workers.queue import JobQueue, kinds_on
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from core.queue import JobQueue
 from core.store import FileStore
 from search.service import Foley
-from workers.queue import JobQueue
 
 
 def get_foley(request: Request) -> Foley:

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from core.config import Settings, get_settings
+from core.queue import JobQueue
 from search.api.errors import install_error_handlers
 from search.api.routes import health, jobs, libraries, page, search, sounds, uploads
 from search.api.security import ReadAccess
 from search.service import Foley
-from workers.queue import JobQueue
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generative.clap import ClapLoadError, ClapModel, fill_window, load_clap, split_windows
-from generative.clap_config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, tiny_clap_config
+from generative.clap.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, tiny_clap_config
+from generative.clap.load import load_clap
+from generative.clap.model import ClapLoadError, ClapModel, fill_window, split_windows
 
 SR = 16000
 
@@ -24,7 +25,7 @@ def tone(seconds: float, freq: float, seed: int = 0) -> np.ndarray:
 def test_save_compact_writes_fp16_weights_config_and_card(tmp_path: Path) -> None:
     from safetensors import safe_open
 
-    from generative.clap import build_random_clap, save_compact
+    from generative.clap.model import build_random_clap, save_compact
 
     config = tiny_clap_config()
     model = build_random_clap(config, seed=3)
@@ -57,7 +58,7 @@ def test_loaded_model_describes_itself(tiny_clap: ClapModel, tiny_clap_dir: Path
 
 
 def test_model_id_follows_the_weights(tmp_path: Path, tiny_clap: ClapModel) -> None:
-    from generative.clap import build_random_clap, save_compact
+    from generative.clap.model import build_random_clap, save_compact
 
     config = tiny_clap_config()
     other = load_clap(save_compact(build_random_clap(config, seed=1), config, tmp_path))
@@ -159,7 +160,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path, tiny_clap_dir: Path
 
 
 def test_official_checkpoint_needs_local_roberta(tmp_path: Path) -> None:
-    from generative.clap_official import missing_roberta_files
+    from generative.clap.official import missing_roberta_files
 
     fake = tmp_path / "630k-audioset-best.pt"
     fake.write_bytes(b"not a pickle")

@@ -50,7 +50,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_committed_checkpoint_ranks_the_prompts_classes_first(corpus: Path) -> None:
-    from generative.clap import load_clap
+    from generative.clap.load import load_clap
 
     model = load_clap(CHECKPOINT)
     assert model.model_id.startswith("clap-compact:") and model.sample_rate == 16_000

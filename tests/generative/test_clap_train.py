@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generative.clap_config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, tiny_clap_config
-from generative.clap_eval import format_markdown, read_manifest, retrieval_metrics
+from generative.clap.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, tiny_clap_config
+from generative.clap.eval import format_markdown, read_manifest, retrieval_metrics
 
 SR = 16000
 CLASSES = {"beep": 880.0, "hum": 120.0, "chirp": 3000.0}
@@ -48,7 +48,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def quick_train(corpus: Path, out: Path, steps: int = 20) -> Path:
-    from generative.clap_train import train_clap
+    from generative.clap.train import train_clap
 
     return train_clap(
         corpus, out, seed=0, config=tiny_clap_config(), batch_size=4, max_steps=steps,
@@ -66,7 +66,8 @@ def test_manifest_is_read(corpus: Path) -> None:
 def test_twenty_step_run_is_seeded_and_loadable(corpus: Path, tmp_path: Path) -> None:
     from safetensors import safe_open
 
-    from generative.clap import build_random_clap, load_clap
+    from generative.clap.load import load_clap
+    from generative.clap.model import build_random_clap
 
     first = quick_train(corpus, tmp_path / "a")
     for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE):
@@ -89,7 +90,7 @@ def test_same_seed_same_weights(corpus: Path, tmp_path: Path) -> None:
 
 
 def test_evaluation_reports_trained_and_random(corpus: Path, tiny_clap_dir: Path) -> None:
-    from generative.clap_eval import evaluate_clap
+    from generative.clap.eval import evaluate_clap
 
     results = evaluate_clap(corpus, tiny_clap_dir)
     assert set(results["splits"]) == {"test", "ood"}
@@ -136,7 +137,7 @@ def test_committed_checkpoint_beats_random_weights() -> None:
     import os
 
     from core.config import REPO_ROOT
-    from generative.clap_eval import RETRIEVAL_METRICS, evaluate_clap
+    from generative.clap.eval import RETRIEVAL_METRICS, evaluate_clap
 
     checkpoint = REPO_ROOT / "models" / "clap-compact"
     corpus = Path(os.environ.get("FOLEY_CORPUS_DIR", REPO_ROOT.parent / "corpus"))

@@ -10,14 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generative.diffatr import (  # noqa: E402
-    DiffATR,
-    DiffATRConfig,
-    DiffATRSampler,
-    build_denoiser,
-    load_diffatr,
-    save_diffatr,
-)
+from generative.diffatr.model import DiffATRConfig, build_denoiser, save_diffatr  # noqa: E402
+from generative.diffatr.pipeline import DiffATR, load_diffatr  # noqa: E402
+from generative.diffatr.sampler import DiffATRSampler  # noqa: E402
 
 
 def tiny_config(**overrides: object) -> DiffATRConfig:
@@ -111,7 +106,7 @@ def test_generate_is_deterministic_and_checkpoint_round_trips(tmp_path: Path) ->
 
 
 def test_load_reports_a_broken_checkpoint(tmp_path: Path) -> None:
-    from generative.diffatr import DiffATRLoadError
+    from generative.diffatr.pipeline import DiffATRLoadError
 
     with pytest.raises(DiffATRLoadError, match="needs"):
         load_diffatr(tmp_path)
@@ -124,7 +119,7 @@ def test_load_reports_a_broken_checkpoint(tmp_path: Path) -> None:
 
 def synthetic_features(clips: int = 60, captions: int = 3, dim: int = 8, seed: int = 0):  # noqa: ANN201
     """Clips in 6 classes; each caption is its clip's vector plus noise."""
-    from generative.diffatr_train import CorpusFeatures
+    from generative.diffatr.features import CorpusFeatures
 
     rng = np.random.default_rng(seed)
     classes = unit(rng, 6, dim)
@@ -147,7 +142,7 @@ def synthetic_features(clips: int = 60, captions: int = 3, dim: int = 8, seed: i
 
 
 def test_hard_negatives_leave_the_positive_out() -> None:
-    from generative.diffatr_train import hard_negatives
+    from generative.diffatr.train import hard_negatives
 
     features = synthetic_features()
     owner = features.caption_clip
@@ -163,7 +158,7 @@ def test_hard_negatives_leave_the_positive_out() -> None:
 
 
 def test_batches_put_the_positive_where_they_say() -> None:
-    from generative.diffatr_train import Batches, TrainOptions
+    from generative.diffatr.train import Batches, TrainOptions
 
     opts = TrainOptions(candidates=6, pool=10, shard_clips=0, model=tiny_config())
     data = Batches(synthetic_features(), opts)
@@ -175,7 +170,7 @@ def test_batches_put_the_positive_where_they_say() -> None:
 
 
 def test_batches_mine_negatives_within_a_shard_redrawn_each_epoch() -> None:
-    from generative.diffatr_train import Batches, TrainOptions
+    from generative.diffatr.train import Batches, TrainOptions
 
     opts = TrainOptions(candidates=2, pool=2, shard_clips=10, model=tiny_config())
     data = Batches(synthetic_features(), opts)  # 30 train clips: 3 shards of 10
@@ -208,7 +203,7 @@ def test_sampler_steps_reuse_one_encoding() -> None:
 
 
 def test_learning_rate_warms_up_then_decays_to_zero() -> None:
-    from generative.diffatr_train import fit_to_budget, learning_rate
+    from generative.diffatr.train import fit_to_budget, learning_rate
 
     rates = [learning_rate(1.0, step, 100) for step in range(101)]
     assert rates[0] < rates[4] == pytest.approx(1.0)
@@ -221,7 +216,7 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
 
 @pytest.mark.parametrize("contrastive_weight", [0.0, 0.5])
 def test_short_training_lowers_the_loss(contrastive_weight: float) -> None:
-    from generative.diffatr_train import TrainOptions, fit
+    from generative.diffatr.train import TrainOptions, fit
 
     opts = TrainOptions(
         contrastive_weight=contrastive_weight,
@@ -234,7 +229,7 @@ def test_short_training_lowers_the_loss(contrastive_weight: float) -> None:
 
 
 def test_rank_metrics_and_candidate_lists() -> None:
-    from generative.diffatr_eval import candidate_lists, rank_metrics
+    from generative.diffatr.eval import candidate_lists, rank_metrics
 
     audio = np.eye(4, dtype=np.float32)
     text = np.asarray([[1, 0.5, 0, 0], [0.1, 0, 0.2, 1]], dtype=np.float32)
@@ -268,7 +263,7 @@ def write_mini_corpus(root: Path) -> Path:
 
 
 def test_corpus_features_are_cached_and_subset(tmp_path: Path, tiny_clap) -> None:  # noqa: ANN001
-    from generative.diffatr_train import corpus_features
+    from generative.diffatr.features import corpus_features
 
     corpus = write_mini_corpus(tmp_path / "corpus")
     full = corpus_features(corpus, tiny_clap)

@@ -24,7 +24,7 @@ def _sounds(catalog: Catalog) -> int:
 
 
 def _foley(*args: str) -> list[str]:
-    return [sys.executable, "-m", "index_builder.cli", *args]
+    return [sys.executable, "-m", "foley", *args]
 
 
 def test_sigkill_mid_run_then_resume(settings: Settings, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from tests.search.conftest import open_indexed
 
 
 def save_tiny_diffatr(out: Path, clap, alpha: float = 0.5) -> Path:  # noqa: ANN001
-    from generative.diffatr import DiffATRConfig, build_denoiser, save_diffatr
+    from generative.diffatr.model import DiffATRConfig, build_denoiser, save_diffatr
 
     config = DiffATRConfig(
         feature_dim=clap.dim, width=8, heads=2, train_timesteps=20, sample_steps=2,
@@ -133,7 +133,7 @@ def test_a_reranker_for_another_clap_is_not_used(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
 ) -> None:
-    from generative.diffatr import DiffATRConfig, build_denoiser, save_diffatr
+    from generative.diffatr.model import DiffATRConfig, build_denoiser, save_diffatr
 
     config = DiffATRConfig(feature_dim=tiny_clap.dim, width=8, heads=2, clap_model_id="other")
     checkpoint = save_diffatr(build_denoiser(config), config, tmp_path / "other")

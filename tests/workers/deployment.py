@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from core.catalog import Job
 from core.config import Settings
 from core.jobs import new_job
+from core.queue import JobQueue
 from search.service import Foley
 from tests.databases import fresh_postgres_database
-from workers.queue import JobQueue
 
 API_KEY = "test-key-7f3a"
 LEASE_S = 2.0
@@ -51,7 +51,7 @@ class Deployment:
             [
                 sys.executable,
                 "-m",
-                "index_builder.cli",
+                "foley",
                 "worker",
                 "--queues=cpu,gpu",
                 f"--hostname=test-{uuid.uuid4().hex[:8]}@%h",

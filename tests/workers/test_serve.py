@@ -47,7 +47,7 @@ def test_serve_runs_api_syncer_and_worker_and_stops_on_ctrl_c(
     )
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "index_builder.cli", "serve"],
+        [sys.executable, "-m", "foley", "serve"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 
 from core.catalog import Job, JobStatus, Library, Location
 from core.jobs import ACTIVE, JobKind, new_job
+from core.queue import QueueUnavailableError
 from search.api.deps import QueueDep, SessionDep
 from search.api.errors import error_response
 from search.api.routes.jobs import JobPublic, accepted, job_public
 from search.api.security import ReadAccess, WriteAccess
-from workers.queue import QueueUnavailableError
 
 router = APIRouter(prefix="/libraries", tags=["libraries"])
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from core.audio import TooLargeError
 from core.catalog import Job, JobStatus
+from core.queue import JobQueue, QueueUnavailableError
 from core.store import FileStore, StoreError
 from index_builder.uploads import client_filename, discard_if_unused, receive_upload
 from search.api.deps import FoleyDep, QueueDep, StoreDep
@@ -17,7 +18,6 @@ from search.api.errors import error_response
 from search.api.routes.jobs import JobsPublic, accepted, jobs_public
 from search.api.security import WriteAccess
 from search.service import Foley
-from workers.queue import JobQueue, QueueUnavailableError
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
 

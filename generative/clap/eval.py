@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from generative.clap import ClapModel
+    from generative.clap.model import ClapModel
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,8 @@ def evaluate_clap(
     """Metrics of `checkpoint` on each split, and of its architecture with random weights
     (seed 0) when `baseline` and the checkpoint is a compact folder. `max_clips` takes the
     first clips of each split (quick checks)."""
-    from generative.clap import ClapModel, build_random_clap, load_clap, read_compact_config
+    from generative.clap.load import load_clap, read_compact_config
+    from generative.clap.model import ClapModel, build_random_clap
 
     model = load_clap(checkpoint)
     models: dict[str, ClapModel] = {"trained": model}

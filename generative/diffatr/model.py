@@ -18,12 +18,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -195,118 +193,6 @@ def relevance_to_sample(probs: torch.Tensor) -> torch.Tensor:
     return probs * 2.0 - 1.0
 
 
-class DiffATRSampler:
-    """DDIM (diffusers) over the relevance distribution; stateless between calls."""
-
-    def __init__(self, config: DiffATRConfig) -> None:
-        self.config = config
-        self._schedulers: dict[int, Any] = {}
-        self._ddim: dict[int, list[tuple[float, float]]] = {}
-        self._lock = threading.Lock()
-
-    def scheduler(self, steps: int) -> Any:
-        """A DDIM scheduler whose timesteps are set for `steps`; built once per step count
-        (DDIM's `step` reads but never changes it, so threads can share it)."""
-        from diffusers import DDIMScheduler
-
-        with self._lock:
-            if steps not in self._schedulers:
-                scheduler: Any = DDIMScheduler(
-                    num_train_timesteps=self.config.train_timesteps,
-                    beta_schedule=self.config.beta_schedule,
-                    prediction_type="sample",
-                    clip_sample=True,
-                    # "trailing" starts at the last timestep, pure noise, even for one step.
-                    timestep_spacing="trailing",
-                )
-                scheduler.set_timesteps(steps)
-                self._schedulers[steps] = scheduler
-            return self._schedulers[steps]
-
-    def ddim(self, steps: int) -> list[tuple[float, float]]:
-        """Per step, the coefficients of diffusers' DDIM update (eta 0, predicted x0 in
-        [-1, 1] so its clipping is a no-op) as x_prev = keep * x_t + mix * x0, read from the
-        scheduler's schedule: eps = (x_t - sqrt(a_t) x0) / sqrt(1 - a_t) and
-        x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps. One step costs two multiply-adds."""
-        if steps in self._ddim:
-            return self._ddim[steps]
-        scheduler = self.scheduler(steps)
-        ratio = scheduler.config.num_train_timesteps // steps
-        out = []
-        for t in scheduler.timesteps.tolist():
-            a_t = float(scheduler.alphas_cumprod[t])
-            prev = t - ratio
-            a_prev = float(scheduler.alphas_cumprod[prev]) if prev >= 0 else 1.0
-            keep = math.sqrt((1 - a_prev) / (1 - a_t))
-            out.append((keep, math.sqrt(a_prev) - keep * math.sqrt(a_t)))
-        self._ddim[steps] = out
-        return out
-
-    def add_noise(
-        self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-    ) -> torch.Tensor:
-        """q(x_t | x_0) for training: clean (B, K) in [-1, 1], timesteps (B,) -> (B, K)."""
-        return self.scheduler(1).add_noise(clean, noise, timesteps)
-
-    @torch.inference_mode()
-    def __call__(
-        self,
-        model: DiffATRDenoiser,
-        query: torch.Tensor,
-        audio: torch.Tensor,
-        steps: int,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """query (B, D), audio (B, K, D) -> the generated distribution (B, K): rows >= 0, sum 1."""
-        if query.dim() != 2 or audio.dim() != 3 or audio.shape[0] != query.shape[0]:
-            raise ValueError(
-                f"need query (B, D) and audio (B, K, D); got {query.shape}, {audio.shape}"
-            )
-        if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
-        scheduler = self.scheduler(steps)
-        shape = audio.shape[:2]
-        x = torch.randn(shape, generator=generator, dtype=query.dtype).to(query.device)  # (B, K)
-        probs = torch.full(shape, 1.0 / shape[1], dtype=query.dtype, device=query.device)
-        encoded = model.encode(query, audio)  # once; each step reuses it
-        conds = model.time_condition(scheduler.timesteps.to(query.device))  # (steps, W)
-        for t, cond, (keep, mix) in zip(scheduler.timesteps, conds, self.ddim(steps), strict=True):
-            logits = model.denoise(encoded, x, t, cond)  # (B, K)
-            probs = logits.softmax(dim=-1)
-            # DDIM (eta 0) with the clean sample predicted: x_prev = keep * x + mix * x0.
-            x = keep * x + mix * relevance_to_sample(probs)
-        return probs
-
-
-class DiffATR:
-    """A loaded reranker: denoiser + sampler + the settings it was tuned with."""
-
-    def __init__(self, model: DiffATRDenoiser, config: DiffATRConfig, model_id: str = "") -> None:
-        self.model = model.eval()
-        self.config = config
-        self.sampler = DiffATRSampler(config)
-        self.model_id = model_id
-
-    def generate(
-        self, query: np.ndarray, audio: np.ndarray, steps: int | None = None
-    ) -> np.ndarray:
-        """query (D,) and candidates (K, D), unit CLAP vectors -> probabilities (K,)."""
-        query_t = torch.as_tensor(np.asarray(query, dtype=np.float32))[None]  # (1, D)
-        audio_t = torch.as_tensor(np.asarray(audio, dtype=np.float32))[None]  # (1, K, D)
-        generator = torch.Generator().manual_seed(self.config.seed)
-        probs = self.sampler(
-            self.model, query_t, audio_t, steps or self.config.sample_steps, generator
-        )
-        return probs[0].double().numpy()
-
-    def scores(
-        self, clap_scores: np.ndarray, probs: np.ndarray, alpha: float | None = None
-    ) -> np.ndarray:
-        """Final scores (K,): CLAP similarity + alpha * generated probability."""
-        weight = self.config.alpha if alpha is None else alpha
-        return np.asarray(clap_scores, dtype=np.float64) + weight * np.asarray(probs)
-
-
 def build_denoiser(config: DiffATRConfig, seed: int = 0) -> DiffATRDenoiser:
     """A denoiser with seeded random weights, on CPU, in float32."""
     with torch.random.fork_rng(devices=[]):
@@ -335,30 +221,3 @@ def save_diffatr(
         write(tmp)
         os.replace(tmp, out_dir / name)
     return out_dir
-
-
-class DiffATRLoadError(RuntimeError):
-    """A DiffATR checkpoint is missing, unreadable or does not match its config."""
-
-
-def load_diffatr(folder: Path, device: str = "cpu") -> DiffATR:
-    """Load a checkpoint folder; raises DiffATRLoadError naming what is wrong."""
-    import hashlib
-
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    config_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    if not config_path.is_file() or not weights.is_file():
-        raise DiffATRLoadError(
-            f"DiffATR checkpoint {folder} needs {CONFIG_FILE} and {WEIGHTS_FILE}"
-        )
-    try:
-        config = DiffATRConfig.from_dict(json.loads(config_path.read_text()))
-        state = {k: v.float() for k, v in load_file(str(weights)).items()}
-        model = build_denoiser(config)
-        model.load_state_dict(state)
-    except Exception as exc:  # json, safetensors and torch raise several types
-        raise DiffATRLoadError(f"cannot load DiffATR checkpoint {folder}: {exc}") from exc
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    return DiffATR(model.to(torch.device(device)), config, model_id=f"diffatr:{digest}")

@@ -5,7 +5,7 @@ Built through laion-clap 1.1.7's own `CLAP_Module(enable_fusion, amodel=..., tmo
 `RobertaTokenizer.from_pretrained`, so those files must already be in the local Hugging Face
 cache; Foley never downloads them (HF_HUB_OFFLINE=1).
 
-Audio goes straight to the audio branch, window by window (see `generative.clap`), never
+Audio goes straight to the audio branch, window by window (see `generative.clap.model`), never
 through `get_audio_embedding_from_data`, whose truncation picks random crops. For a fusion
 checkpoint each window is exactly `clip_samples` long, so laion-clap's feature code stacks the
 window's own mel four times and marks it not-longer: HTSAT's deterministic path.
@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from generative.clap import ClapLoadError, ClapModel
-from generative.clap_config import waveform_input
+from generative.clap.config import waveform_input
+from generative.clap.model import ClapLoadError, ClapModel
 
 if TYPE_CHECKING:
     import torch

@@ -20,7 +20,7 @@ def foley(
     env: dict[str, str], *args: str, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "index_builder.cli", *args],
+        [sys.executable, "-m", "foley", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -58,7 +58,7 @@ def test_index_search_and_serve(env: dict[str, str], library: Path) -> None:
     assert len(rows) == 3
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "index_builder.cli", "serve"],
+        [sys.executable, "-m", "foley", "serve"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

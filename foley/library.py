@@ -1,35 +1,14 @@
-"""`foley`: the command line. Output here is the command's own, so it prints."""
+"""`foley index|reindex|doctor|search`: the library, its catalog and its index."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from core.config import ConfigError, Settings, get_settings
-
-log = logging.getLogger("foley")
-
-
-class CommandError(Exception):
-    """A problem the user can fix; printed without a traceback."""
-
-
-def _bar(total: int, desc: str, unit: str = "file") -> Callable[[int, int], None]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
-
-    def update(done: int, new_total: int) -> None:
-        if bar.total != new_total:
-            bar.total = new_total
-        bar.update(done - bar.n)
-        if done >= new_total:
-            bar.close()
-
-    return update
+from core.config import Settings
+from foley.common import CommandError, progress_bar
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
@@ -47,7 +26,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     clap = get_clap(settings)
     failed = 0
     for root in roots:
-        progress = _bar(0, f"indexing {root.name or root}")
+        progress = progress_bar(0, f"indexing {root.name or root}")
         summary = index_library(
             catalog,
             clap,
@@ -96,7 +75,7 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
 
     foley = Foley.open(settings)
     try:
-        count = foley.syncer.rebuild(progress=_bar(0, "reindexing", "sound"))
+        count = foley.syncer.rebuild(progress=progress_bar(0, "reindexing", "sound"))
         print(f"index rebuilt from the catalog: {count} sounds")
     finally:
         foley.close()
@@ -182,74 +161,7 @@ def _print_results(rows: Sequence[tuple[int, float, float, str, list[str]]]) -> 
         )
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """The API and its index syncer, plus (embedded queue) one job worker process."""
-    import signal
-
-    import uvicorn
-
-    from core.db import Catalog
-    from search.api.main import create_app
-
-    host = args.host or settings.api_host
-    port = args.port or settings.api_port
-    with_worker = settings.broker_is_embedded if args.worker is None else args.worker
-    settings.ensure_dirs()
-    # Migrate once here, before the API and the worker both open the catalog.
-    Catalog(settings.catalog_url).dispose()
-
-    def stop_on_sigterm(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; this turns that into an
-    # exit that still stops the worker below.
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
-    supervisor = None
-    if with_worker:
-        from workers.supervisor import WorkerSupervisor
-
-        supervisor = WorkerSupervisor(
-            settings.worker_queue_list, concurrency=settings.worker_concurrency
-        )
-        supervisor.start()
-    print(f"Foley is serving http://{host}:{port}/api (Ctrl-C stops)")
-    try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-    finally:
-        if supervisor is not None:
-            print("stopping the job worker")
-            supervisor.stop()
-    return 0
-
-
-def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """A job worker alone: for scale-out, or beside `foley serve --no-worker`."""
-    from workers.celery_app import run_worker
-    from workers.supervisor import exit_with_parent
-
-    if args.exit_with_parent:
-        exit_with_parent(args.exit_with_parent)
-    queues = [q.strip() for q in (args.queues or settings.worker_queues).split(",") if q.strip()]
-    try:
-        run_worker(
-            settings,
-            queues,
-            concurrency=args.concurrency,
-            loglevel="DEBUG" if args.verbose else "INFO",
-            nodename=args.hostname,
-        )
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="foley", description="Search a sound library by description."
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_library_commands(sub: Any) -> None:
     p = sub.add_parser("index", help="index (or re-index) library folders")
     p.add_argument("paths", nargs="+", help="folders of sound files")
     p.add_argument("--batch-size", type=int, default=16)
@@ -271,50 +183,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=["library", "upload", "generated"])
     p.add_argument("--tag", action="append")
     p.set_defaults(func=cmd_search)
-
-    p = sub.add_parser("serve", help="serve the HTTP API (and run a job worker)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument(
-        "--worker",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run a job worker beside the API (default: only with the embedded queue)",
-    )
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("worker", help="run a job worker (scale-out: one per queue and machine)")
-    p.add_argument("--queues", help="comma-separated: cpu, gpu (default FOLEY_WORKER_QUEUES)")
-    p.add_argument("--concurrency", type=int, help="pool processes (default 1)")
-    p.add_argument("--hostname", help="Celery node name, e.g. gpu1@%%h")
-    p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_worker)
-
-    from index_builder.cli_models import add_model_commands
-
-    add_model_commands(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    from core.audio import AudioError
-    from core.vector_index import VectorIndexError
-
-    try:
-        settings = get_settings()
-        return int(args.func(args, settings))
-    except (ConfigError, CommandError, AudioError, VectorIndexError, FileNotFoundError) as exc:
-        print(f"foley: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("foley: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from generative.diffatr import DiffATRConfig
+from generative.diffatr.features import CorpusFeatures, corpus_features
+from generative.diffatr.model import DiffATRConfig
 
 if TYPE_CHECKING:
     import torch
 
-    from generative.clap import ClapModel
-    from generative.diffatr import DiffATRDenoiser
+    from generative.diffatr.model import DiffATRDenoiser
 
 log = logging.getLogger(__name__)
 
@@ -40,102 +40,6 @@ DEFAULT_COMMAND = "foley train diffatr --corpus DIR"
 # DDIM step counts tried on val; each step costs a fraction of a millisecond at search time.
 TUNE_STEPS = (1, 2, 5, 10, 20)
 TRAINING_FILE = "training.json"
-
-
-@dataclass
-class CorpusFeatures:
-    """Frozen CLAP features of a whole corpus."""
-
-    model_id: str
-    clip_ids: np.ndarray  # (N,) str
-    splits: np.ndarray  # (N,) str
-    labels: list[set[str]]  # (N,)
-    audio: np.ndarray  # (N, D) unit vectors
-    text: np.ndarray  # (C, D) unit vectors, every caption of every clip
-    caption_clip: np.ndarray  # (C,) index of each caption's clip
-
-    def split_captions(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.splits[self.caption_clip] == split)
-
-
-def _cache_stem(model_id: str) -> str:
-    return f"clap-features-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_id)}"
-
-
-def _cache_path(corpus_dir: Path, model_id: str, train_clips: int | None = None) -> Path:
-    suffix = "" if train_clips is None else f"-train{train_clips}"
-    return corpus_dir / "cache" / f"{_cache_stem(model_id)}{suffix}.npz"
-
-
-def corpus_features(
-    corpus_dir: Path, clap: ClapModel, train_clips: int | None = None
-) -> CorpusFeatures:
-    """The corpus's CLAP features, from a cache or embedded now (and cached). `train_clips`
-    keeps only that many train clips (a seeded draw; every clip of the other splits stays)."""
-    from generative.clap_eval import embed_clips, read_manifest
-
-    corpus_dir = Path(corpus_dir)
-    clips = _subset(read_manifest(corpus_dir), train_clips)
-    cached = _from_cache(corpus_dir, clap.model_id, clips)
-    if cached is not None:
-        return cached
-    started = time.perf_counter()
-    audio = embed_clips(clap, clips)
-    text = clap.embed_text([caption for clip in clips for caption in clip.captions])
-    log.info("embedded %d clips and %d captions in %.0f s", len(clips), len(text),
-             time.perf_counter() - started)  # fmt: skip
-    path = _cache_path(corpus_dir, clap.model_id, train_clips)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    owner = np.asarray([i for i, clip in enumerate(clips) for _ in clip.captions])
-    np.savez(tmp, clip_ids=[c.id for c in clips], audio=audio, text=text, caption_clip=owner)
-    os.replace(tmp, path)
-    return _features(clap.model_id, clips, audio, text)
-
-
-def _subset(clips: list[Any], train_clips: int | None) -> list[Any]:
-    train = [i for i, c in enumerate(clips) if c.split == "train"]
-    if train_clips is None or train_clips >= len(train):
-        return clips
-    rng = np.random.default_rng(0)
-    drop = set(np.asarray(train)[rng.permutation(len(train))[train_clips:]].tolist())
-    return [c for i, c in enumerate(clips) if i not in drop]
-
-
-def _from_cache(corpus_dir: Path, model_id: str, clips: list[Any]) -> CorpusFeatures | None:
-    """Features of `clips` from any cache file of this CLAP that holds all of them."""
-    for path in sorted((corpus_dir / "cache").glob(f"{_cache_stem(model_id)}*.npz")):
-        with np.load(path) as cached:
-            if "caption_clip" not in cached.files:
-                continue
-            row = {clip_id: i for i, clip_id in enumerate(cached["clip_ids"].tolist())}
-            if not all(c.id in row for c in clips):
-                continue
-            starts = np.searchsorted(cached["caption_clip"], np.arange(len(row)))
-            rows = [row[c.id] for c in clips]
-            texts = [
-                np.arange(starts[r], starts[r] + len(c.captions))
-                for r, c in zip(rows, clips, strict=True)
-            ]
-            log.info("CLAP features of %d clips from %s", len(clips), path)
-            return _features(
-                model_id, clips, cached["audio"][rows], cached["text"][np.concatenate(texts)]
-            )
-    return None
-
-
-def _features(
-    model_id: str, clips: list[Any], audio: np.ndarray, text: np.ndarray
-) -> CorpusFeatures:
-    return CorpusFeatures(
-        model_id=model_id,
-        clip_ids=np.asarray([c.id for c in clips]),
-        splits=np.asarray([c.split for c in clips]),
-        labels=[set(c.labels) for c in clips],
-        audio=audio.astype(np.float32),
-        text=text.astype(np.float32),
-        caption_clip=np.asarray([i for i, c in enumerate(clips) for _ in c.captions]),
-    )
 
 
 def hard_negatives(
@@ -253,7 +157,7 @@ def generation_loss(
     import torch
     import torch.nn.functional as F
 
-    from generative.diffatr import relevance_to_sample
+    from generative.diffatr.model import relevance_to_sample
 
     b, k = audio.shape[:2]
     clean = relevance_to_sample(F.one_hot(positive, k).float())  # (B, K) in [-1, 1]
@@ -302,7 +206,8 @@ def fit(features: CorpusFeatures, opts: TrainOptions) -> tuple[Any, dict[str, An
     """Train a denoiser; returns it (eval mode) and facts about the run."""
     import torch
 
-    from generative.diffatr import DiffATRSampler, build_denoiser
+    from generative.diffatr.model import build_denoiser
+    from generative.diffatr.sampler import DiffATRSampler
 
     torch.set_num_threads(opts.threads)
     data = Batches(features, opts)
@@ -381,9 +286,10 @@ def train_diffatr(
     """Train on the train split, choose DDIM steps and alpha on val, save to `out_dir`."""
     import torch
 
-    from generative.clap import load_clap
-    from generative.diffatr import DiffATR, save_diffatr
-    from generative.diffatr_eval import ALPHA_GRID, split_lists, tune
+    from generative.clap.load import load_clap
+    from generative.diffatr.eval import ALPHA_GRID, split_lists, tune
+    from generative.diffatr.model import save_diffatr
+    from generative.diffatr.pipeline import DiffATR
 
     opts = TrainOptions(seed=seed, max_minutes=max_minutes, **overrides)
     torch.set_num_threads(opts.threads)
@@ -414,8 +320,8 @@ def model_card(config: DiffATRConfig, facts: dict[str, Any], table: str | None) 
         "",
         "Foley's DiffATR reranker: diffusion over the distribution of relevance across the top-N "
         "candidates of a text query, conditioned on frozen compact-CLAP features "
-        "(`generative/diffatr.py`). Final score = CLAP cosine + alpha x generated probability. "
-        "fp16 safetensors; load with `generative.diffatr.load_diffatr`.",
+        "(`generative/diffatr/`). Final score = CLAP cosine + alpha x generated probability. "
+        "fp16 safetensors; load with `generative.diffatr.pipeline.load_diffatr`.",
         "",
         "## Settings chosen on val",
         "",
@@ -461,7 +367,7 @@ def model_card(config: DiffATRConfig, facts: dict[str, Any], table: str | None) 
 def update_card(checkpoint: Path, table: str) -> None:
     """Rewrite the checkpoint's README.md with an evaluation table, keeping its
     "What was tried" section."""
-    from generative.diffatr import CARD_FILE, CONFIG_FILE
+    from generative.diffatr.model import CARD_FILE, CONFIG_FILE
 
     checkpoint = Path(checkpoint)
     facts = json.loads((checkpoint / TRAINING_FILE).read_text())

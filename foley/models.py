@@ -1,21 +1,20 @@
-"""`foley corpus|train|eval|demo`: building data, training and evaluating models, the demo."""
+"""`foley corpus|train|eval`: building the corpus, training and evaluating models."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from core.config import DEFAULT_MODELS_DIR, Settings
+from foley.common import CommandError
 
 
 def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
     from generative.corpus.build import CorpusExistsError, build_corpus
     from generative.corpus.sources import CorpusSourceError
-    from index_builder.cli import CommandError
 
     try:
         stats = build_corpus(
@@ -29,7 +28,7 @@ def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
-    from generative.clap_train import train_clap
+    from generative.clap.train import train_clap
 
     extra = {} if args.max_steps is None else {"max_steps": args.max_steps}
     out = train_clap(
@@ -40,7 +39,7 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
-    from generative import clap_eval
+    from generative.clap import eval as clap_eval
 
     checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
     report = clap_eval.evaluate_clap(Path(args.corpus), checkpoint)
@@ -52,9 +51,8 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
     import shlex
-    import sys
 
-    from generative.diffatr_train import train_diffatr
+    from generative.diffatr.train import train_diffatr
 
     out = train_diffatr(
         Path(args.corpus),
@@ -75,8 +73,8 @@ def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval_rerank(args: argparse.Namespace, settings: Settings) -> int:
-    from generative import diffatr_eval
-    from generative.diffatr_train import update_card
+    from generative.diffatr import eval as diffatr_eval
+    from generative.diffatr.train import update_card
 
     checkpoint = Path(args.checkpoint or settings.diffatr_checkpoint)
     clap = Path(args.clap_checkpoint or settings.clap_checkpoint)
@@ -89,41 +87,6 @@ def cmd_eval_rerank(args: argparse.Namespace, settings: Settings) -> int:
         update_card(checkpoint, table)
         print(f"evaluation written into {checkpoint / 'README.md'}")
     return 0
-
-
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Build a demo library from the corpus's held-out clips, index it, and serve it."""
-    from generative.corpus.build import build_corpus
-    from generative.corpus.demo import build_demo_library
-    from index_builder.cli import main as foley_main
-
-    data = settings.data_dir
-    corpus = data / "demo-corpus"
-    library = Path(args.library) if args.library else data / "demo-library"
-    if not args.library:
-        if not (corpus / "manifest.jsonl").exists():
-            print(f"building the demo corpus in {corpus} (first run only)")
-            build_corpus(corpus, size="demo", seed=0)
-        if not library.exists():
-            partial = library.with_name(library.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted first run
-            count = build_demo_library(corpus, partial, max_clips=args.clips)
-            partial.rename(library)
-            print(f"demo library: {count} clips in {library}")
-    code = foley_main(["index", str(library)])
-    if code:
-        return code
-    example = "a siren in a large hall"
-    print(f"example: foley search {example!r}")
-    foley_main(["search", example, "-k", "5"])
-    host, port = settings.api_host, settings.api_port
-    print(
-        f"open http://{host}:{port}/ in a browser, or try:\n"
-        f"  curl 'http://{host}:{port}/api/search?q=a+siren+in+a+large+hall&k=5'\n"
-        f"  foley search 'rain on a window'"
-    )
-    sys.stdout.flush()  # the server's logs follow on stderr
-    return foley_main(["serve"])
 
 
 def add_model_commands(sub: Any) -> None:
@@ -179,8 +142,3 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--card", action="store_true", help="write the tables into the model card")
     p.set_defaults(func=cmd_eval_rerank)
-
-    p = sub.add_parser("demo", help="build a demo library, index it and serve search")
-    p.add_argument("library", nargs="?", help="index this folder instead of the demo library")
-    p.add_argument("--clips", type=int, default=3000)
-    p.set_defaults(func=cmd_demo)

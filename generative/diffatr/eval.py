@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from generative.diffatr import DiffATR
-    from generative.diffatr_train import CorpusFeatures
+    from generative.diffatr.features import CorpusFeatures
+    from generative.diffatr.pipeline import DiffATR
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +236,9 @@ def run_eval(
     """Load the features (cached) and the reranker, and evaluate on test and ood."""
     import torch
 
-    from generative.clap import load_clap
-    from generative.diffatr import load_diffatr
-    from generative.diffatr_train import corpus_features
+    from generative.clap.load import load_clap
+    from generative.diffatr.features import corpus_features
+    from generative.diffatr.pipeline import load_diffatr
 
     torch.set_num_threads(threads)
     clap = load_clap(clap_checkpoint)

@@ -24,13 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from generative.clap import (
-    ClapModel,
-    build_random_clap,
-    fill_window,
-    save_compact,
-)
-from generative.clap_config import (
+from generative.clap.config import (
     CARD_FILE,
     clap_module,
     clip_tokens,
@@ -38,7 +32,8 @@ from generative.clap_config import (
     waveform_input,
     window_samples,
 )
-from generative.clap_eval import Clip, decode_clip, read_manifest
+from generative.clap.eval import Clip, decode_clip, read_manifest
+from generative.clap.model import ClapModel, build_random_clap, fill_window, save_compact
 
 if TYPE_CHECKING:
     import torch
@@ -242,7 +237,7 @@ class Trainer:
 
     def validate(self, step: int) -> None:
         """Retrieval on a few val clips (whole clips, deterministic windows), for the log."""
-        from generative.clap_eval import evaluate_model
+        from generative.clap.eval import evaluate_model
 
         started = time.perf_counter()
         self.model.eval()
@@ -323,7 +318,7 @@ def train_clap(
     out = save_compact(model, opts.config, Path(out_dir), card=model_card(opts, facts, None))
     log.info("saved %s after %.1f min of training", out, minutes)
     if evaluate:
-        from generative.clap_eval import evaluate_clap, format_markdown
+        from generative.clap.eval import evaluate_clap, format_markdown
 
         table = format_markdown(evaluate_clap(corpus_dir, out))
         log.info("evaluation:\n%s", table)
@@ -353,7 +348,7 @@ def model_card(opts: TrainOptions, facts: dict[str, Any], table: str | None) -> 
         f"({audio['mel_bins']} mels, {audio['clip_samples'] / audio['sample_rate']:g} s window) "
         f"and laion-clap's `transformer` text branch (width {text['width']}, {text['layers']} "
         f"layers, CLIP BPE tokenizer), {opts.config.get('joint_embed_shape', 512)}-d "
-        "embeddings. Weights are fp16 safetensors; load with `generative.clap.load_clap`.",
+        "embeddings. Weights are fp16 safetensors; load with `generative.clap.load.load_clap`.",
         "",
         "## Training",
         "",
@@ -375,7 +370,7 @@ def model_card(opts: TrainOptions, facts: dict[str, Any], table: str | None) -> 
         "query. Class P@10: share of the top 10 clips sharing a label with the query's clip. "
         'Zero-shot: the prompt "the sound of {label}" for each class of the split. "random" '
         "is the same architecture with random weights (seed 0). Measured by "
-        "`generative.clap_eval.evaluate_clap`.",
+        "`generative.clap.eval.evaluate_clap`.",
         "",
         table if table is not None else "(not evaluated yet)",
         "",

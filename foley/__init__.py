@@ -1,0 +1,1 @@
+"""The `foley` command line (`python -m foley` works too)."""
