@@ -28,11 +28,22 @@ def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
+    import shlex
+
     from generative.clap.train import train_clap
 
-    extra = {} if args.max_steps is None else {"max_steps": args.max_steps}
+    extra: dict[str, Any] = {} if args.max_steps is None else {"max_steps": args.max_steps}
+    if args.sources:
+        extra["sources"] = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    if args.no_augment:
+        extra.update(eq_db=0.0, reverb_p=0.0)
     out = train_clap(
-        Path(args.corpus), Path(args.out), seed=args.seed, max_minutes=args.max_minutes, **extra
+        Path(args.corpus),
+        Path(args.out),
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        command=shlex.join(["foley", *sys.argv[1:]]),
+        **extra,
     )
     print(f"compact CLAP written to {out}")
     return 0
@@ -42,7 +53,8 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
     from generative.clap import eval as clap_eval
 
     checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
-    report = clap_eval.evaluate_clap(Path(args.corpus), checkpoint)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    report = clap_eval.evaluate_clap(Path(args.corpus), checkpoint, splits)
     print(clap_eval.format_markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -107,6 +119,8 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=55.0)
     p.add_argument("--max-steps", type=int, help="a fixed number of steps (reproduces a card)")
+    p.add_argument("--sources", help="train on these corpus sources only, comma-separated")
+    p.add_argument("--no-augment", action="store_true", help="no random EQ or room (ablation)")
     p.set_defaults(func=cmd_train_clap)
     p = train_sub.add_parser("diffatr", help="train the DiffATR reranker over CLAP features")
     p.add_argument("--corpus", required=True)
@@ -132,6 +146,7 @@ def add_model_commands(sub: Any) -> None:
     p = eval_sub.add_parser("clap", help="retrieval and zero-shot metrics of a CLAP checkpoint")
     p.add_argument("--corpus", required=True)
     p.add_argument("--checkpoint")
+    p.add_argument("--splits", default="test,ood,ood-real", help="comma-separated splits")
     p.add_argument("--json", help="also write the report as JSON here")
     p.set_defaults(func=cmd_eval_clap)
     p = eval_sub.add_parser("rerank", help="CLAP alone against CLAP + DiffATR, with ablations")

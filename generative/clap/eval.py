@@ -6,6 +6,11 @@ with its own clip as the one relevant audio (mAP@10 is then the mean of 1/rank w
 top 10); every clip is an audio query whose relevant items are all its captions (a hit at k
 if any of them ranks within k; mAP@10 is the average precision at each of its captions found
 in the top 10, divided by its number of captions, at most 10).
+
+The library protocol asks what a person searching a library sees: the clips of a split are the
+library and each distinct label phrase is a query ("rooster", "gravel footstep"); a clip is
+relevant when it carries that label. Per query: precision@10, recall@50, and what a random
+ranking would get (the share of relevant clips, and 50 / N); means over queries.
 """
 
 from __future__ import annotations
@@ -41,6 +46,14 @@ METRICS = (
     ("zero_shot_acc", "zero-shot acc"),
 )
 RETRIEVAL_METRICS = tuple(key for key, _ in METRICS[:8])
+LIBRARY_METRICS = (
+    ("lib_P@10", "P@10"),
+    ("lib_random_P@10", "random P@10"),
+    ("lib_P@10_x_random", "P@10 ÷ random"),
+    ("lib_R@50", "R@50"),
+    ("lib_random_R@50", "random R@50"),
+)
+EVAL_SPLITS = ("test", "ood", "ood-real")
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,7 @@ class Clip:
     labels: tuple[str, ...]
     split: str
     duration: float
+    source: str = ""
 
 
 def read_manifest(corpus_dir: Path) -> list[Clip]:
@@ -74,6 +88,7 @@ def read_manifest(corpus_dir: Path) -> list[Clip]:
                         labels=tuple(str(label) for label in row["labels"]),
                         split=str(row["split"]),
                         duration=float(row.get("duration", 0.0)),
+                        source=str(row.get("source", "")),
                     )
                 )
             except (KeyError, TypeError, ValueError) as exc:
@@ -176,6 +191,37 @@ def embed_clips(model: ClapModel, clips: Sequence[Clip], chunk: int = 64) -> np.
     return out
 
 
+def library_metrics(
+    model: ClapModel, audio: np.ndarray, labels: Sequence[set[str]]
+) -> dict[str, float]:
+    """The library protocol over clips `audio` (N, D) with their `labels`."""
+    phrases = sorted(set().union(*labels))
+    relevant = np.asarray([[p in own for own in labels] for p in phrases])  # (Q, N)
+    scores = model.embed_text(phrases) @ audio.T  # (Q, D) @ (D, N) -> (Q, N)
+    return library_ranking(scores, relevant)
+
+
+def library_ranking(scores: np.ndarray, relevant: np.ndarray) -> dict[str, float]:
+    """scores (Q, N) and relevant (Q, N) bool -> per-query precision@10 and recall@50 against
+    a random ranking, averaged over queries. Ties count against the relevant clips."""
+    n = scores.shape[1]
+    # Sort on (score, irrelevant first) so that a tie never helps a relevant clip.
+    order = np.lexsort((relevant, -scores), axis=1)
+    hits = np.take_along_axis(relevant, order, axis=1)  # (Q, N) relevance in ranked order
+    k10, k50 = min(10, n), min(50, n)
+    precision, random_precision = hits[:, :k10].mean(axis=1), relevant.mean(axis=1)
+    recall = hits[:, :k50].sum(axis=1) / relevant.sum(axis=1)
+    mean_p, mean_random = float(precision.mean()), float(random_precision.mean())
+    return {
+        "lib_P@10": mean_p,
+        "lib_random_P@10": mean_random,
+        "lib_P@10_x_random": mean_p / max(mean_random, 1e-9),
+        "lib_R@50": float(recall.mean()),
+        "lib_random_R@50": k50 / n,
+        "lib_queries": float(len(scores)),
+    }
+
+
 def evaluate_model(model: ClapModel, clips: Sequence[Clip]) -> dict[str, float]:
     audio = embed_clips(model, clips)
     captions = [caption for clip in clips for caption in clip.captions]
@@ -184,6 +230,7 @@ def evaluate_model(model: ClapModel, clips: Sequence[Clip]) -> dict[str, float]:
     labels = [set(clip.labels) for clip in clips]
     metrics = retrieval_metrics(text, audio, owner, labels)
     metrics["zero_shot_acc"], metrics["classes"] = zero_shot_accuracy(model, audio, labels)
+    metrics.update(library_metrics(model, audio, labels))
     metrics["clips"], metrics["captions"] = len(clips), len(captions)
     return metrics
 
@@ -191,7 +238,7 @@ def evaluate_model(model: ClapModel, clips: Sequence[Clip]) -> dict[str, float]:
 def evaluate_clap(
     corpus_dir: Path,
     checkpoint: Path,
-    splits: Sequence[str] = ("test", "ood"),
+    splits: Sequence[str] = EVAL_SPLITS,
     *,
     baseline: bool = True,
     max_clips: int | None = None,
@@ -235,4 +282,18 @@ def format_markdown(results: dict[str, Any]) -> str:
             ]
             cells = " | ".join(f"{r:.1f}×" for r in ratios)
             lines.append(f"| {split} | trained ÷ random | {cells} |")
+    return "\n".join(lines) + "\n\n" + format_library(results)
+
+
+def format_library(results: dict[str, Any]) -> str:
+    """The library protocol as a markdown table: one row per split and model."""
+    titles = " | ".join(title for _, title in LIBRARY_METRICS)
+    lines = [f"| split | model | queries | {titles} |", "|" + "---|" * (len(LIBRARY_METRICS) + 3)]
+    for split, by_model in results["splits"].items():
+        for name, metrics in by_model.items():
+            cells = " | ".join(
+                f"{metrics[key]:.1f}×" if key.endswith("x_random") else f"{metrics[key]:.3f}"
+                for key, _ in LIBRARY_METRICS
+            )
+            lines.append(f"| {split} | {name} | {int(metrics['lib_queries'])} | {cells} |")
     return "\n".join(lines) + "\n"

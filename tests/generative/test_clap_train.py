@@ -148,3 +148,52 @@ def test_committed_checkpoint_beats_random_weights() -> None:
     assert trained["class_P@10"] >= 0.6
     for key in RETRIEVAL_METRICS:
         assert trained[key] >= 5 * random[key], key
+
+
+def test_library_ranking_against_random() -> None:
+    from generative.clap.eval import library_ranking
+
+    relevant = np.zeros((2, 100), dtype=bool)
+    relevant[0, :5] = True  # a rare label, ranked perfectly
+    relevant[1, 50:70] = True  # a common one, which every clip scores alike
+    scores = np.zeros((2, 100))
+    scores[0, :5] = 1.0
+    metrics = library_ranking(scores, relevant)
+    # Query 0: 5 of the top 10; query 1: ties count against it, so none.
+    assert metrics["lib_P@10"] == pytest.approx((0.5 + 0.0) / 2)
+    assert metrics["lib_random_P@10"] == pytest.approx((0.05 + 0.2) / 2)
+    assert metrics["lib_P@10_x_random"] == pytest.approx(0.25 / 0.125)
+    assert metrics["lib_R@50"] == pytest.approx((1.0 + 0.0) / 2)
+    assert metrics["lib_random_R@50"] == pytest.approx(0.5)
+    assert metrics["lib_queries"] == 2
+
+
+def test_augmentations_keep_length_and_loudness() -> None:
+    from generative.clap.train import random_eq, random_room
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    waves = np.stack([np.sin(2 * np.pi * 440 * t), rng.standard_normal(16000) * 0.1])
+    eq = random_eq(waves.astype(np.float32), rng, max_db=6.0)
+    assert eq.shape == waves.shape and eq.dtype == np.float32
+    ratio = np.sqrt((eq**2).mean(axis=1) / (waves**2).mean(axis=1))
+    assert np.all((ratio > 10 ** (-6.5 / 20)) & (ratio < 10 ** (6.5 / 20)))  # within ±6 dB
+    assert not np.allclose(eq, waves, atol=1e-3)
+    room = random_room(waves[0].astype(np.float32), rng, 16000)
+    assert room.shape == (16000,)
+    assert np.sqrt((room**2).mean()) == pytest.approx(np.sqrt((waves[0] ** 2).mean()), rel=1e-3)
+    assert not np.allclose(room, waves[0], atol=1e-3)
+
+
+def test_val_sample_is_half_recorded_and_seeded(corpus: Path) -> None:
+    from dataclasses import replace
+
+    from generative.clap.train import val_sample
+
+    clips = read_manifest(corpus)
+    mixed = [replace(c, source="recorded" if i % 5 == 0 else "procedural")
+             for i, c in enumerate(clips * 10)]  # fmt: skip
+    sample = val_sample(mixed, 40, seed=0)
+    assert len(sample) == 40
+    assert sum(c.source == "recorded" for c in sample) == 20
+    assert sample == val_sample(mixed, 40, seed=0)
