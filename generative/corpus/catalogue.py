@@ -40,7 +40,7 @@ from generative.corpus.names import AUDIO_SUFFIXES, drop_reason, group_key, name
 logger = logging.getLogger(__name__)
 
 # Bump when scanning, decoding or measuring changes, so cached catalogues are rebuilt.
-CATALOGUE_VERSION = 1
+CATALOGUE_VERSION = 2
 SEGMENT_SECONDS = 10.0
 MAX_SEGMENTS = 6
 MIN_SECONDS = 0.06
@@ -217,7 +217,8 @@ def fingerprint(x: np.ndarray) -> list[float]:
     )
     slices = np.array_split(np.arange(len(bands)), 16)
     grid = np.stack([bands[s].mean(axis=0) if len(s) else np.zeros(8) for s in slices])
-    v = np.log10(grid + 1e-10).ravel()
+    # A 40 dB floor below the loudest cell: encoder noise in quiet tails does not count.
+    v = np.log10(grid + grid.max() * 1e-4 + 1e-12).ravel()
     v = (v - v.mean()) / (v.std() + 1e-9)
     return [round(float(f), 4) for f in v / (np.linalg.norm(v) + 1e-9)]
 

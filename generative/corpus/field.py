@@ -44,20 +44,21 @@ _UNCOUNTABLE = frozenset(
     "applause speech lava wood gravel snow ice mud digging chopping sawing hammering "
     "harvesting daytime night birds waves drips".split()
 )
+# Other words for a head noun; "{x}" takes the name's other words ("footsteps on gravel").
 _PARAPHRASES: dict[str, tuple[str, ...]] = {
-    "footstep": ("footsteps", "steps", "someone walking"),
-    "explosion": ("blast", "detonation"),
-    "door": ("door", "doorway"),
+    "footstep": ("footsteps on {x}", "someone walking on {x}", "footsteps", "someone walking"),
+    "explosion": ("{x} blast", "{x} detonation", "blast", "detonation"),
     "helicopter": ("chopper", "helicopter rotor"),
     "crickets": ("chirping crickets", "insects at night"),
     "whoosh": ("swoosh", "swish through the air"),
-    "impact": ("thud", "hit"),
+    "impact": ("{x} thud", "{x} hit", "thud", "hit"),
     "rain": ("rainfall", "falling rain"),
-    "wind": ("blowing wind", "gusts of wind"),
-    "water": ("running water", "flowing water"),
-    "fire": ("crackling fire", "flames"),
-    "engine": ("motor", "running engine"),
-    "crowd": ("crowd of people", "crowd noise"),
+    "wind": ("{x} blowing wind", "blowing wind", "gusts of wind"),
+    "water": ("{x} running water", "running water", "flowing water"),
+    "fire": ("{x} crackling fire", "crackling fire", "flames"),
+    "engine": ("{x} motor", "motor", "running engine"),
+    "crowd": ("{x} crowd noise", "crowd of people", "crowd noise"),
+    "door": ("{x} door", "door"),
 }
 _MAX_SECONDS = 10.0
 
@@ -278,10 +279,16 @@ def _nouns(seg: Segment) -> tuple[Noun, ...]:
     head = seg.labels[0]
     countable = head not in _UNCOUNTABLE
     nouns = [Noun(seg.phrase, countable)]
-    rest = [w for w in seg.phrase.split() if w != head]
-    for alt in _PARAPHRASES.get(head, ()):
-        phrase = " ".join([*rest, alt]) if rest else alt
-        nouns.append(Noun(phrase, countable and not alt.endswith("s")))
+    rest = " ".join(w for w in seg.phrase.split() if w != head)
+    templates = _PARAPHRASES.get(head, ())
+    if rest and any("{x}" in t for t in templates):
+        phrases = [t.format(x=rest) for t in templates if "{x}" in t]
+    elif rest:
+        phrases = [f"{rest} {t}" for t in templates]
+    else:
+        phrases = [t for t in templates if "{x}" not in t]
+    for phrase in phrases:
+        nouns.append(Noun(phrase, countable and not phrase.split()[0].endswith("s")))
     if seg.context:
         place = seg.context.split("/")[-1]
         nouns.append(Noun(f"{seg.phrase} ({place})", countable))

@@ -117,6 +117,8 @@ _HEADS = frozenset(
     "car traffic crowd waterfall creek river ocean waves drips whoosh impact hit crash "
     "glass sword knife axe hammer saw scythe".split()
 )
+# Heads that read better after their modifier: "snow footstep", "wooden door".
+_HEAD_LAST = frozenset(("footstep", "door", "engine", "explosion", "impact", "crowd"))
 # Folders that say nothing about the sound (install layout, game names, formats).
 _NOISE_FOLDERS = frozenset(
     "usr share games game sounds sound sfx soundfx audio data wav ogg base mods mod "
@@ -194,7 +196,7 @@ def name_sound(path: str) -> Naming:
     if folder_head in _HEADS and folder_head not in phrase_words:
         phrase_words.append(folder_head)
     # "FootStepSnow" reads better as "snow footstep".
-    if len(phrase_words) == 2 and phrase_words[0] in _HEADS and phrase_words[1] not in _HEADS:
+    if len(phrase_words) == 2 and phrase_words[0] in _HEAD_LAST:
         phrase_words.reverse()
     phrase = " ".join(phrase_words)
     heads = [w for w in phrase_words if w in _HEADS]
