@@ -133,4 +133,9 @@ def licence(package: Unpacked) -> str:
     text = path.read_text(encoding="utf-8", errors="replace")
     names = re.findall(r"^License:[ \t]*(\S[^\n]*)$", text, flags=re.MULTILINE)
     unique = list(dict.fromkeys(n.strip() for n in names))
-    return ", ".join(unique) if unique else "see copyright file"
+    if unique:
+        return ", ".join(unique)
+    # Older, free-form copyright files name the licence in prose.
+    if "GNU General Public License" in text:
+        return "GPL (free-form copyright file)"
+    return "see copyright file"
