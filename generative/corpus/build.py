@@ -34,7 +34,7 @@ from generative.corpus.manifest import (
     write_outputs,
 )
 from generative.corpus.recipes import Draft, Recipe, zipf_counts
-from generative.corpus.sources import ensure_sources
+from generative.corpus.sources import DECODERS, ensure_sources
 
 __all__ = ["CorpusStats", "build_corpus", "ensure_sources", "plan_corpus"]
 
@@ -162,6 +162,8 @@ def _field_catalogue(size: str, cache: Path, install: bool, workers: int) -> Cat
     wanted = SIZES["default" if size == DEMO else size]
     if not (wanted.get("field") or wanted.get("field-speech")):
         return None
+    if install:  # without it, files only ffmpeg decodes are counted as undecodable
+        ensure_sources(True, DECODERS)
     packages = fetch_packages(cache) if install else unpacked(cache)
     return load_catalogue(cache, packages, workers)
 
