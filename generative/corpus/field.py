@@ -32,6 +32,7 @@ from generative.corpus.recipes import Draft, Recipe
 OOD_REAL_PACKAGES = ("widelands-data", "scorched3d-data", "lincity-ng-data")
 OOD_LABELS = frozenset((*recorded.OOD_LABELS, *speech.OOD_LABELS, *procedural.OOD_CLASSES))
 _SPLITS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
+_HELD_OUT = ("ood", "ood-real")
 _VARIANTS = ("plain", "augmented", "mixture")
 # Backgrounds: recorded ambiences by label, else a synthesized one.
 _AMBIENCE = frozenset(
@@ -79,12 +80,12 @@ def split_of(segment: Segment) -> str:
 
 def effect_recipes(catalogue: Catalogue) -> list[Recipe]:
     keys = sorted(k for k, s in catalogue.segments.items() if s.kind == "effect")
-    return [Recipe(k, split_of(catalogue.segments[k]) != "train") for k in keys]
+    return [Recipe(k, split_of(catalogue.segments[k]) in _HELD_OUT) for k in keys]
 
 
 def speech_recipes(catalogue: Catalogue) -> list[Recipe]:
     keys = sorted(k for k, s in catalogue.segments.items() if s.kind == "speech")
-    return [Recipe(k, split_of(catalogue.segments[k]) != "train") for k in keys]
+    return [Recipe(k, split_of(catalogue.segments[k]) in _HELD_OUT) for k in keys]
 
 
 def effect_counts(catalogue: Catalogue, recipes: list[Recipe], total: int) -> list[int]:
