@@ -290,8 +290,8 @@ def _nouns(seg: Segment) -> tuple[Noun, ...]:
         phrases = [t for t in templates if "{x}" not in t]
     for phrase in phrases:
         nouns.append(Noun(phrase, countable and not phrase.split()[0].endswith("s")))
-    if seg.context:
-        place = seg.context.split("/")[-1]
+    place = seg.context.split("/")[-1]
+    if place and place not in seg.phrase and head not in place:
         nouns.append(Noun(f"{seg.phrase} ({place})", countable))
     return tuple(dict.fromkeys(nouns))
 

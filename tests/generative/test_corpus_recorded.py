@@ -89,6 +89,10 @@ DROPPED = {
     "usr/share/tuxpaint/stamps/symbols/math/7_el.ogg": "spoken letter or number",
     "usr/share/tuxpaint/stamps/food/fruit/apple_fr.ogg": "spoken stamp name",
     "usr/share/games/ufoai/base/0snd.pk3!sound/ui/button.ogg": "interface",
+    "supertuxkart/data/music/Gran_Paradiso_Unused_-_TuxKart_5a_Gowns_Bow_Remix.ogg": "music",
+    "supertuxkart/data/sfx/last_lap_fanfare.ogg": "music",
+    "flare/mods/fantasycore/soundfx/npcs/female_merchant_03.ogg": "voice line",
+    "supertuxkart/data/tracks/sara_airport/sara_airport_pa.ogg": "voice line",
 }
 
 
