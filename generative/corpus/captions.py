@@ -19,6 +19,10 @@ ADJECTIVES: dict[str, dict[str, tuple[str, ...]]] = {
     "rate": {"slow": ("slow", "slow-paced", "unhurried"), "fast": ("fast", "rapid", "quick")},
     "intensity": {"light": ("light", "gentle", "weak"), "heavy": ("heavy", "intense", "strong")},
     "direction": {"up": ("rising", "upward", "ascending"), "down": ("falling", "downward")},
+    "pattern": {
+        "repeating": ("repeating", "rhythmic", "recurring"),
+        "looping": ("looping", "continuous", "seamless looping"),
+    },
 }
 
 # Phrases that follow the noun ("... in a large hall, far away, with background hum").
@@ -38,7 +42,16 @@ PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
-_ADJECTIVE_ORDER = ("loudness", "duration", "distance", "pitch", "rate", "intensity", "direction")
+_ADJECTIVE_ORDER = (
+    "loudness",
+    "duration",
+    "distance",
+    "pitch",
+    "rate",
+    "intensity",
+    "direction",
+    "pattern",
+)
 _PHRASE_ORDER = ("room", "distance", "background")
 
 

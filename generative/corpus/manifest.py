@@ -16,8 +16,10 @@ MANIFEST = "manifest.jsonl"
 CLASSES = "classes.json"
 STATS_JSON = "stats.json"
 STATS_MD = "stats.md"
-SPLITS = ("train", "val", "test", "ood")
-SOURCES = ("procedural", "speech", "midi", "recorded")
+SPLITS = ("train", "val", "test", "ood", "ood-real")
+SOURCES = ("procedural", "speech", "midi", "recorded", "recorded-speech")
+# Splits a model may learn from or be tuned on; the others are held out.
+IN_DOMAIN = ("train", "val", "test")
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Clip:
                 "file_name": self.file_name,
                 "folder": self.draft.folder,
                 "title": self.draft.title,
+                **self.draft.meta,
             },
             "params": self.draft.params,
         }
@@ -71,6 +74,8 @@ class CorpusStats:
     ood_classes: list[str]
     build_seconds: float = 0.0
     per_source_split: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Debian package -> split -> clips, for the recorded sources.
+    per_package: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def summarise(entries: list[dict[str, Any]], out: Path, size: str, seed: int) -> CorpusStats:
@@ -79,11 +84,17 @@ def summarise(entries: list[dict[str, Any]], out: Path, size: str, seed: int) ->
     # Head: the top tenth of classes by clip count; tail: the bottom quarter.
     head = ranked[: max(5, len(ranked) // 10)]
     tail = ranked[-max(5, len(ranked) // 4) :]
-    in_domain = {label for e in entries if e["split"] != "ood" for label in e["labels"]}
-    ood_only = sorted({label for e in entries for label in e["labels"]} - in_domain)
+    in_domain = {label for e in entries if e["split"] in IN_DOMAIN for label in e["labels"]}
+    ood_only = sorted(
+        {label for e in entries if e["split"] == "ood" for label in e["labels"]} - in_domain
+    )
     by_source_split: dict[str, dict[str, int]] = {s: dict.fromkeys(SPLITS, 0) for s in SOURCES}
+    by_package: dict[str, dict[str, int]] = {}
     for e in entries:
         by_source_split[e["source"]][e["split"]] += 1
+        if "package_version" in e["meta"]:
+            package = by_package.setdefault(e["meta"]["package"], dict.fromkeys(SPLITS, 0))
+            package[e["split"]] += 1
     return CorpusStats(
         out=str(out),
         size=size,
@@ -97,6 +108,7 @@ def summarise(entries: list[dict[str, Any]], out: Path, size: str, seed: int) ->
         tail=tail,
         ood_classes=ood_only,
         per_source_split=by_source_split,
+        per_package=dict(sorted(by_package.items())),
     )
 
 
@@ -114,7 +126,7 @@ def write_outputs(out: Path, entries: list[dict[str, Any]], stats: CorpusStats) 
         "rules": {
             "head": "top tenth of classes by clip count",
             "tail": "bottom quarter of classes by clip count",
-            "ood": "classes whose clips are all in the ood split",
+            "ood": "classes of the ood split never seen in train, val or test",
         },
     }
     _write_atomic(out / CLASSES, json.dumps(classes, indent=2, ensure_ascii=False) + "\n")
@@ -146,7 +158,16 @@ def stats_markdown(stats: CorpusStats) -> str:
         row = " | ".join(str(splits[s]) for s in SPLITS)
         lines.append(f"| {source} | {row} | {sum(splits.values())} |")
     totals = " | ".join(str(stats.per_split[s]) for s in SPLITS)
-    lines += [f"| all | {totals} | {stats.clips} |", "", "## Classes (clips per label)", ""]
+    lines += [f"| all | {totals} | {stats.clips} |", ""]
+    if stats.per_package:
+        lines += ["## Recorded Debian packages (clips per split)", ""]
+        lines += ["| package | " + " | ".join(SPLITS) + " | total |"]
+        lines += ["|---|" + "---|" * (len(SPLITS) + 1)]
+        for package, splits in stats.per_package.items():
+            row = " | ".join(str(splits[s]) for s in SPLITS)
+            lines.append(f"| {package} | {row} | {sum(splits.values())} |")
+        lines.append("")
+    lines += ["## Classes (clips per label)", ""]
     lines += ["| class | clips | group |", "|---|---|---|"]
     for name, count in stats.per_class.items():
         group = "head" if name in stats.head else "tail" if name in stats.tail else ""

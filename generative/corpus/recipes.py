@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,10 @@ class Draft:
     stem: str
     folder: str
     title: str
+    # A split fixed by the source (by recording group or held-out package), else drawn.
+    split: str = ""
+    # Extra manifest metadata: original path, package, version, licence.
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def zipf_counts(

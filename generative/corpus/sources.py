@@ -25,17 +25,23 @@ PACKAGES: dict[str, Callable[[], bool]] = {
 }
 
 
+# What decoding the recorded Debian packages needs beyond libsndfile (MP3 and WavPack).
+DECODERS: dict[str, Callable[[], bool]] = {"ffmpeg": lambda: shutil.which("ffmpeg") is not None}
+
+
 class CorpusSourceError(RuntimeError):
     """A package the corpus needs is missing and could not be installed."""
 
 
-def missing_packages() -> list[str]:
-    return [name for name, present in PACKAGES.items() if not present()]
+def missing_packages(packages: dict[str, Callable[[], bool]] = PACKAGES) -> list[str]:
+    return [name for name, present in packages.items() if not present()]
 
 
-def ensure_sources(install: bool = True) -> None:
+def ensure_sources(
+    install: bool = True, packages: dict[str, Callable[[], bool]] = PACKAGES
+) -> None:
     """Install the missing Debian packages with apt-get, or explain how to."""
-    missing = missing_packages()
+    missing = missing_packages(packages)
     if not missing:
         return
     command = f"apt-get install -y {' '.join(missing)}"
@@ -51,7 +57,7 @@ def ensure_sources(install: bool = True) -> None:
         # A fresh machine may have no package lists yet.
         _apt(["update"])
         _apt(["install", "-y", "--no-install-recommends", *missing])
-    still = missing_packages()
+    still = missing_packages(packages)
     if still:
         raise CorpusSourceError(f"apt-get could not install {still}; try by hand: {command}")
 
