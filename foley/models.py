@@ -18,7 +18,11 @@ def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         stats = build_corpus(
-            Path(args.out), size=args.size, seed=args.seed, install=not args.no_install
+            Path(args.out),
+            size=args.size,
+            seed=args.seed,
+            install=not args.no_install,
+            debian_cache=Path(args.debian_cache) if args.debian_cache else None,
         )
     except (CorpusExistsError, CorpusSourceError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
@@ -35,6 +39,8 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
     extra: dict[str, Any] = {} if args.max_steps is None else {"max_steps": args.max_steps}
     if args.sources:
         extra["sources"] = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    if args.variants is not None:
+        extra["variants"] = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     if args.no_augment:
         extra.update(eq_db=0.0, reverb_p=0.0)
     out = train_clap(
@@ -109,6 +115,7 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--size", choices=["small", "default", "demo"], default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-install", action="store_true", help="do not apt-get missing sources")
+    p.add_argument("--debian-cache", help="where Debian packages are downloaded and unpacked")
     p.set_defaults(func=cmd_corpus_build)
 
     train = sub.add_parser("train", help="train a compact model")
@@ -120,6 +127,9 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--max-minutes", type=float, default=55.0)
     p.add_argument("--max-steps", type=int, help="a fixed number of steps (reproduces a card)")
     p.add_argument("--sources", help="train on these corpus sources only, comma-separated")
+    p.add_argument(
+        "--variants", help="recorded field clips of these variants only: plain,augmented,mixture"
+    )
     p.add_argument("--no-augment", action="store_true", help="no random EQ or room (ablation)")
     p.set_defaults(func=cmd_train_clap)
     p = train_sub.add_parser("diffatr", help="train the DiffATR reranker over CLAP features")

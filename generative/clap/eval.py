@@ -65,6 +65,7 @@ class Clip:
     split: str
     duration: float
     source: str = ""
+    variant: str = ""  # recorded field clips: plain, augmented or mixture
 
 
 def read_manifest(corpus_dir: Path) -> list[Clip]:
@@ -89,6 +90,7 @@ def read_manifest(corpus_dir: Path) -> list[Clip]:
                         split=str(row["split"]),
                         duration=float(row.get("duration", 0.0)),
                         source=str(row.get("source", "")),
+                        variant=str(row.get("params", {}).get("variant", "")),
                     )
                 )
             except (KeyError, TypeError, ValueError) as exc:

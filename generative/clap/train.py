@@ -56,6 +56,8 @@ class TrainOptions:
     eq_db: float = 6.0  # random smooth EQ curve within ±eq_db per crop (0: none)
     reverb_p: float = 0.25  # share of crops given a synthetic room (decaying noise, RT60 0.1-1 s)
     sources: tuple[str, ...] | None = None  # train on these corpus sources only (ablations)
+    # Recorded field clips of these variants (plain, augmented, mixture); others always.
+    variants: tuple[str, ...] | None = None
     max_clip_s: float = 20.0  # longer clips keep only their start in RAM
     bf16: bool = True
     # One thread: on a shared 2-core machine two threads wait on each other (measured here:
@@ -382,6 +384,8 @@ def train_clap(
     corpus = read_manifest(corpus_dir)
     if opts.sources is not None:
         corpus = [c for c in corpus if c.source in opts.sources]
+    if opts.variants is not None:
+        corpus = [c for c in corpus if not c.variant or c.variant in opts.variants]
     clips = [c for c in corpus if c.split == "train"]
     if not clips:
         raise ValueError(f"{corpus_dir} has no train clips")
@@ -455,7 +459,9 @@ def model_card(opts: TrainOptions, facts: dict[str, Any], table: str | None) -> 
         f"autocast; random crops of one window, gain ±{opts.gain_db:g} dB, a smooth random EQ "
         f"within ±{opts.eq_db:g} dB, a synthetic room (RT60 0.1-1 s) on {opts.reverb_p:.0%} of "
         "crops; laion-clap's SpecAugment and dropout inside PANN.",
-        f"- Sources: {', '.join(opts.sources) if opts.sources else 'all of the corpus'}.",
+        f"- Sources: {', '.join(opts.sources) if opts.sources else 'all of the corpus'}; "
+        "recorded field clips: "
+        f"{', '.join(opts.variants) if opts.variants is not None else 'every variant'}.",
         f"- Checkpoint choice: validation every {opts.val_every} steps on {opts.val_clips} val "
         "clips (half recorded); kept: the weights of step "
         f"{facts.get('kept_step', facts['steps'])}, the best library P@10 ÷ random on the "
