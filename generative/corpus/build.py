@@ -86,7 +86,7 @@ SIZES: dict[str, dict[str, int]] = {
 
 # `demo`: only the test and ood clips of `default`, for a library no model trained on.
 DEMO = "demo"
-DEMO_SPLITS = ("test", "ood")
+DEMO_SPLITS = ("test", "ood", "ood-real")
 
 OOD_LABELS = field.OOD_LABELS
 

@@ -1,7 +1,8 @@
 """A demo sound library made from held-out corpus clips, laid out as a user's library would be.
 
-Only test and ood clips are used, so a model trained on the corpus has never heard them;
-captions are left behind, as a real library has only file names, folders and titles.
+Only held-out clips are used (test, ood, and every `ood-real` recording: whole recorded packages
+no model trained on), so a model trained on the corpus has never heard them; captions are left
+behind, as a real library has only file names, folders and titles.
 """
 
 from __future__ import annotations
@@ -13,20 +14,24 @@ from pathlib import Path
 
 import numpy as np
 
+from generative.corpus.build import DEMO_SPLITS
 from generative.corpus.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
 
-DEMO_SPLITS = ("test", "ood")
-
 
 def build_demo_library(corpus_dir: Path, out: Path, max_clips: int = 3000, seed: int = 0) -> int:
-    """Link or copy up to `max_clips` held-out clips to out/<folder>/<file_name>; returns count."""
+    """Link or copy up to `max_clips` held-out clips to out/<folder>/<file_name>, every
+    `ood-real` recording among them; returns the count."""
     corpus_dir, out = Path(corpus_dir), Path(out)
-    entries = [e for e in read_manifest(corpus_dir) if e["split"] in DEMO_SPLITS]
-    if len(entries) > max_clips:
-        keep = np.random.default_rng(seed).choice(len(entries), size=max_clips, replace=False)
-        entries = [entries[i] for i in sorted(keep)]
+    held_out = [e for e in read_manifest(corpus_dir) if e["split"] in DEMO_SPLITS]
+    entries = [e for e in held_out if e["split"] == "ood-real"][:max_clips]
+    rest = [e for e in held_out if e["split"] != "ood-real"]
+    room = max_clips - len(entries)
+    if len(rest) > room:
+        keep = np.random.default_rng(seed).choice(len(rest), size=room, replace=False)
+        rest = [rest[i] for i in sorted(keep)]
+    entries += rest
     written = 0
     for entry in entries:
         target = out / entry["meta"]["folder"] / entry["meta"]["file_name"]

@@ -179,9 +179,13 @@ def test_demo_library_places_held_out_clips_by_folder_and_file_name(corpus, entr
     held_out = {
         Path(e["meta"]["folder"]) / e["meta"]["file_name"]
         for e in entries
-        if e["split"] in ("test", "ood")
+        if e["split"] in ("test", "ood", "ood-real")
     }
-    assert {p.relative_to(library) for p in files} <= held_out
+    placed = {p.relative_to(library) for p in files}
+    assert placed <= held_out
+    real = [Path(e["meta"]["folder"]) / e["meta"]["file_name"] for e in entries
+            if e["split"] == "ood-real"]  # fmt: skip
+    assert set(real[:15]) <= placed  # every real recording first
     assert all(sf.info(p).samplerate == 16000 for p in files)
 
 
