@@ -54,6 +54,22 @@ LIBRARY_METRICS = (
     ("lib_random_R@50", "random R@50"),
 )
 EVAL_SPLITS = ("test", "ood", "ood-real")
+# "<split>-previous": the split's clips from the sources the corpus had before the recorded
+# Debian packages (synthesized, speech, MIDI and the desktop/OpenTTD sounds), so that a new
+# checkpoint can be compared with an old one on exactly the clips the old one was judged on.
+PREVIOUS_SOURCES = ("procedural", "speech", "midi", "recorded")
+PREVIOUS_SUFFIX = "-previous"
+
+
+def split_clips(clips: Sequence[Clip], split: str) -> list[Clip]:
+    """The clips of `split`, or of `<split>-previous` (see PREVIOUS_SOURCES)."""
+    if split.endswith(PREVIOUS_SUFFIX):
+        base = split.removesuffix(PREVIOUS_SUFFIX)
+        return [
+            c for c in clips
+            if c.split == base and c.source in PREVIOUS_SOURCES and not c.variant
+        ]  # fmt: skip
+    return [c for c in clips if c.split == split]
 
 
 @dataclass(frozen=True)
@@ -259,7 +275,7 @@ def evaluate_clap(
     clips = read_manifest(corpus_dir)
     results: dict[str, Any] = {"model_id": model.model_id, "splits": {}}
     for split in splits:
-        chosen = [c for c in clips if c.split == split][:max_clips]
+        chosen = split_clips(clips, split)[:max_clips]
         if not chosen:
             log.warning("the corpus has no %s clips", split)
             continue

@@ -197,3 +197,20 @@ def test_val_sample_is_half_recorded_and_seeded(corpus: Path) -> None:
     assert len(sample) == 40
     assert sum(c.source == "recorded" for c in sample) == 20
     assert sample == val_sample(mixed, 40, seed=0)
+
+
+def test_previous_splits_leave_out_the_recorded_packages(corpus: Path) -> None:
+    from dataclasses import replace
+
+    from generative.clap.eval import split_clips
+
+    clips = read_manifest(corpus)
+    test = [c for c in clips if c.split == "test"]
+    field = replace(test[0], id="field", source="recorded", variant="mixture")
+    speech = replace(test[0], id="spoken", source="recorded-speech")
+    everything = [*clips, field, speech]
+    assert {c.id for c in split_clips(everything, "test")} == {c.id for c in test} | {
+        "field",
+        "spoken",
+    }
+    assert [c.id for c in split_clips(everything, "test-previous")] == [c.id for c in test]
