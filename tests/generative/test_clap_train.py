@@ -204,7 +204,7 @@ def test_previous_splits_leave_out_the_recorded_packages(corpus: Path) -> None:
 
     from generative.clap.eval import split_clips
 
-    clips = read_manifest(corpus)
+    clips = [replace(c, source="procedural") for c in read_manifest(corpus)]
     test = [c for c in clips if c.split == "test"]
     field = replace(test[0], id="field", source="recorded", variant="mixture")
     speech = replace(test[0], id="spoken", source="recorded-speech")
