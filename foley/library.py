@@ -125,7 +125,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         return _search_remote(args, settings)
     try:
         foley.sync()
-        results = search_text(foley, args.query, args.k, flt)
+        results = search_text(foley, args.query, args.k, flt, mode=args.mode)
     finally:
         foley.close()
     _print_results([(r.id, r.score, r.duration, r.title, r.tags) for r in results])
@@ -138,7 +138,11 @@ def _search_remote(args: argparse.Namespace, settings: Settings) -> int:
     import urllib.parse
     import urllib.request
 
-    query = {"q": args.query, "k": args.k}
+    query: list[tuple[str, object]] = [("q", args.query), ("k", args.k), ("mode", args.mode)]
+    for name in ("min_duration", "max_duration", "source"):
+        if getattr(args, name) is not None:
+            query.append((name, getattr(args, name)))
+    query.extend(("tag", tag) for tag in args.tag or ())
     url = (
         f"http://{settings.api_host}:{settings.api_port}/api/search?{urllib.parse.urlencode(query)}"
     )
@@ -182,4 +186,10 @@ def add_library_commands(sub: Any) -> None:
     p.add_argument("--max-duration", type=float)
     p.add_argument("--source", choices=["library", "upload", "generated"])
     p.add_argument("--tag", action="append")
+    p.add_argument(
+        "--mode",
+        choices=["hybrid", "audio", "words"],
+        default="hybrid",
+        help="hybrid (default): sounds and words fused; audio: CLAP only; words: text only",
+    )
     p.set_defaults(func=cmd_search)
