@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     clap_batch_size: int = 16
     # DiffATR reranker checkpoint folder; search runs without reranking when it is missing.
     diffatr_checkpoint: Path = DEFAULT_MODELS_DIR / "diffatr"
+    # AutoCap captioner checkpoint folder; uploads and scans go uncaptioned when it is missing.
+    captioner_checkpoint: Path = DEFAULT_MODELS_DIR / "captioner"
+    # A library scan queues caption jobs for the sounds it added (after they are searchable).
+    caption_on_scan: bool = True
+    # Sounds per caption job.
+    caption_batch_size: int = 32
     device: str = "cpu"
 
     # Decode limits, checked from the header before any decoding.
@@ -87,6 +93,7 @@ class Settings(BaseSettings):
         "max_sample_rate",
         "max_channels",
         "clap_batch_size",
+        "caption_batch_size",
         "worker_concurrency",
         "job_time_limit_s",
     )

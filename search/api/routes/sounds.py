@@ -8,14 +8,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 
 from core.audio import content_type
-from core.catalog import Library, Sound
+from core.catalog import JobStatus, Library, Sound
+from core.jobs import JobKind, new_job
+from core.queue import QueueUnavailableError
 from core.words import MAX_CAPTION, MAX_TAGS, MAX_TITLE, check_tags, edit_words
-from search.api.deps import FoleyDep, SessionDep
+from index_builder.captions import active_caption_job
+from search.api.deps import FoleyDep, QueueDep, SessionDep
+from search.api.errors import error_response
+from search.api.routes.jobs import JobPublic, accepted, job_public
 from search.api.security import WriteAccess
 
 router = APIRouter(prefix="/sounds", tags=["sounds"])
@@ -154,6 +159,31 @@ def edit_sound_words(session: SessionDep, sound_id: int, body: SoundWordsUpdate)
     edit_words(session, sound, **{name: getattr(body, name) for name in sent})
     session.commit()
     return _public(sound)
+
+
+@router.post(
+    "/{sound_id}/caption",
+    status_code=202,
+    response_model=JobPublic,
+    dependencies=[WriteAccess],
+    responses={404: {"description": "no such sound"}, 503: {"description": "no job queue"}},
+)
+def caption_sound(session: SessionDep, queue: QueueDep, sound_id: int) -> JSONResponse:
+    """Caption and tag the sound again as a job; a person's words stay as they are."""
+    if session.get(Sound, sound_id) is None:
+        raise HTTPException(404, f"no sound with id {sound_id}")
+    running = active_caption_job(session, sound_id)
+    if running is not None:
+        return accepted(job_public(running), running.id)
+    job = new_job(session, JobKind.caption.value, {"sound_ids": [sound_id], "force": True})
+    session.commit()
+    try:
+        queue.send(job.id, job.kind)
+    except QueueUnavailableError as exc:
+        job.status, job.error = JobStatus.failed.value, str(exc)
+        session.commit()
+        return error_response(503, "queue_unavailable", str(exc))
+    return accepted(job_public(job), job.id)
 
 
 @router.get("/{sound_id}/audio", response_model=None)
