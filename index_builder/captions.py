@@ -31,7 +31,7 @@ from core.catalog import Job, Library, Location, Sound
 from core.config import Settings
 from core.db import Catalog
 from core.jobs import ACTIVE, JobFailed, JobKind, JobRun, new_job
-from core.words import CaptionWords, offer_caption
+from core.words import CaptionWords, machine_tags, offer_caption
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,8 @@ def words_of(captioner: Captioner, result: CaptionResultLike) -> CaptionWords:
         }
         for seg in result.segments or ()
     ]
-    return CaptionWords(str(result.caption), list(result.tags), captioner.model_id, segments)
+    tags = machine_tags(result.tags)
+    return CaptionWords(str(result.caption).strip(), tags, captioner.model_id, segments)
 
 
 def caption_waves(
