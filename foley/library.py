@@ -47,6 +47,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  failed: {path}: {message}")
         failed += len(summary.failures)
     _sync_if_possible(settings, catalog, clap)
+    if settings.caption_on_scan:
+        _queue_captions(settings, catalog, roots)
     catalog.dispose()
     return 1 if failed and args.strict else 0
 
@@ -68,6 +70,34 @@ def _sync_if_possible(settings: Settings, catalog: object, clap: object) -> None
         print(f"index: {applied} changes applied, {index.count()} sounds searchable")
     finally:
         index.close()
+
+
+def _queue_captions(settings: Settings, catalog: object, roots: list[Path]) -> None:
+    """Caption jobs for the indexed sounds that have no caption yet, as a scan job queues
+    them; a worker (`foley serve` or `foley worker`) runs them."""
+    from core.db import Catalog
+    from core.queue import JobQueue, QueueUnavailableError
+    from index_builder.captions import CaptionFollowUp, captioner_for, queue_captions
+    from index_builder.runner import register_library
+
+    assert isinstance(catalog, Catalog)
+    captioner, why = captioner_for(settings)
+    if captioner is None:
+        print(f"captions: none queued ({why})")
+        return
+    queue = JobQueue(settings)
+    try:
+        follow = CaptionFollowUp(queue.send, settings.caption_batch_size)
+        for root in roots:
+            queued = queue_captions(catalog, register_library(catalog, root), follow)
+            print(
+                f"captions: {len(queued['jobs'])} caption jobs queued for {queued['sounds']} "
+                "sounds; `foley serve` or `foley worker` runs them"
+            )
+    except QueueUnavailableError as exc:
+        print(f"captions: none queued ({exc})")
+    finally:
+        queue.close()
 
 
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
