@@ -177,3 +177,24 @@ def test_app_without_keys_accepts_edits(settings: Settings, tiny_clap: Any, libr
             assert patch(client, 1, {"tags": ["x"]}, key=None).status_code == 200
     finally:
         opened.close()
+
+
+def test_reindexing_keeps_a_persons_words(client: TestClient, foley: Foley, library: Path) -> None:
+    import os
+
+    from index_builder.runner import index_library
+
+    path = library / "Ambience" / "clip_03.flac"
+    sound_id = sound_at(foley, path)
+    body = {"title": "Harbour at dawn", "caption": "gulls over a harbour", "tags": ["harbour"]}
+    assert patch(client, sound_id, body).status_code == 200
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    summary = index_library(foley.catalog, foley.clap, library, foley.limits)
+    assert summary.files == 30 and summary.unchanged == 29  # the touched file was read again
+    record = client.get(f"/api/sounds/{sound_id}").json()
+    assert (record["title"], record["caption"], record["tags"]) == (
+        "Harbour at dawn",
+        "gulls over a harbour",
+        ["harbour"],
+    )
+    assert [h["id"] for h in search(client, "gulls harbour", mode="words")] == [sound_id]
