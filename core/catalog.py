@@ -41,6 +41,15 @@ class SoundSource(enum.StrEnum):
     generated = "generated"
 
 
+class WordSource(enum.StrEnum):
+    """Who wrote a sound's title, caption or tags. A person's words are never overwritten by
+    a machine's; the library's own words (file and folder names) outrank the captioner's."""
+
+    person = "person"
+    metadata = "metadata"  # the library's file and folder names
+    captioner = "captioner"
+
+
 class JobStatus(enum.StrEnum):
     queued = "queued"
     running = "running"
@@ -77,6 +86,14 @@ class Sound(Base):
     caption: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     source: Mapped[str] = mapped_column(String(16), default=SoundSource.library.value)
+    # Who wrote each of the words above (a `WordSource`); None while the field is empty.
+    title_by: Mapped[str | None] = mapped_column(String(16), default=WordSource.metadata.value)
+    caption_by: Mapped[str | None] = mapped_column(String(16))
+    tags_by: Mapped[str | None] = mapped_column(String(16), default=WordSource.metadata.value)
+    # The captioner's per-segment captions of a long file: [{start_s, end_s, caption}], and
+    # which captioner model last captioned the sound (None: never captioned).
+    caption_segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    caption_model: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

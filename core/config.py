@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     clap_batch_size: int = 16
     # DiffATR reranker checkpoint folder; search runs without reranking when it is missing.
     diffatr_checkpoint: Path = DEFAULT_MODELS_DIR / "diffatr"
+    # AutoCap captioner checkpoint folder; uploads are not captioned when it is missing.
+    captioner_checkpoint: Path = DEFAULT_MODELS_DIR / "captioner"
     device: str = "cpu"
 
     # Decode limits, checked from the header before any decoding.
@@ -76,6 +78,10 @@ class Settings(BaseSettings):
     # A running job's worker refreshes its lease this often (x 1/4); a job whose lease is
     # older than this belongs to a dead worker and is run again.
     job_lease_s: float = 60.0
+    # A library scan queues caption jobs for the sounds it added (after they are searchable),
+    # this many sounds per job.
+    caption_on_scan: bool = True
+    caption_batch_size: int = 32
 
     @field_validator("data_dir")
     @classmethod
@@ -87,6 +93,7 @@ class Settings(BaseSettings):
         "max_sample_rate",
         "max_channels",
         "clap_batch_size",
+        "caption_batch_size",
         "worker_concurrency",
         "job_time_limit_s",
     )

@@ -50,6 +50,7 @@ class JobKind(enum.StrEnum):
     ping = "ping"  # does nothing: measures the queue's round trip
     upload = "upload"
     scan = "scan"
+    caption = "caption"  # caption and tag sounds already in the catalog
 
 
 class JobStop(Exception):

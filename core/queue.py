@@ -24,13 +24,16 @@ TASK_FOR_KIND: dict[str, str] = {
     JobKind.ping.value: "foley.ping",
     JobKind.upload.value: "foley.upload",
     JobKind.scan.value: "foley.scan",
+    JobKind.caption.value: "foley.caption",
 }
-# Uploads and scans embed with CLAP, which is light enough for CPU workers; generation
-# (to come) goes to "gpu".
+# Uploads and scans embed with CLAP, which is light enough for CPU workers; captions too
+# (the compact AutoCap, and uploads caption inside their own job on "cpu" anyway);
+# generation (to come) goes to "gpu".
 QUEUE_FOR_KIND: dict[str, str] = {
     JobKind.ping.value: "cpu",
     JobKind.upload.value: "cpu",
     JobKind.scan.value: "cpu",
+    JobKind.caption.value: "cpu",
 }
 RECOVER_TASK = "foley.recover"
 

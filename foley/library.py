@@ -47,6 +47,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  failed: {path}: {message}")
         failed += len(summary.failures)
     _sync_if_possible(settings, catalog, clap)
+    if settings.caption_on_scan:
+        _queue_captions(settings, catalog, roots)
     catalog.dispose()
     return 1 if failed and args.strict else 0
 
@@ -68,6 +70,34 @@ def _sync_if_possible(settings: Settings, catalog: object, clap: object) -> None
         print(f"index: {applied} changes applied, {index.count()} sounds searchable")
     finally:
         index.close()
+
+
+def _queue_captions(settings: Settings, catalog: object, roots: list[Path]) -> None:
+    """Caption jobs for the indexed sounds that have no caption yet, as a scan job queues
+    them; a worker (`foley serve` or `foley worker`) runs them."""
+    from core.db import Catalog
+    from core.queue import JobQueue, QueueUnavailableError
+    from index_builder.captions import CaptionFollowUp, captioner_for, queue_captions
+    from index_builder.runner import register_library
+
+    assert isinstance(catalog, Catalog)
+    captioner, why = captioner_for(settings)
+    if captioner is None:
+        print(f"captions: none queued ({why})")
+        return
+    queue = JobQueue(settings)
+    try:
+        follow = CaptionFollowUp(queue.send, settings.caption_batch_size)
+        for root in roots:
+            queued = queue_captions(catalog, register_library(catalog, root), follow)
+            print(
+                f"captions: {len(queued['jobs'])} caption jobs queued for {queued['sounds']} "
+                "sounds; `foley serve` or `foley worker` runs them"
+            )
+    except QueueUnavailableError as exc:
+        print(f"captions: none queued ({exc})")
+    finally:
+        queue.close()
 
 
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,7 +155,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         return _search_remote(args, settings)
     try:
         foley.sync()
-        results = search_text(foley, args.query, args.k, flt)
+        results = search_text(foley, args.query, args.k, flt, mode=args.mode)
     finally:
         foley.close()
     _print_results([(r.id, r.score, r.duration, r.title, r.tags) for r in results])
@@ -138,7 +168,11 @@ def _search_remote(args: argparse.Namespace, settings: Settings) -> int:
     import urllib.parse
     import urllib.request
 
-    query = {"q": args.query, "k": args.k}
+    query: list[tuple[str, object]] = [("q", args.query), ("k", args.k), ("mode", args.mode)]
+    for name in ("min_duration", "max_duration", "source"):
+        if getattr(args, name) is not None:
+            query.append((name, getattr(args, name)))
+    query.extend(("tag", tag) for tag in args.tag or ())
     url = (
         f"http://{settings.api_host}:{settings.api_port}/api/search?{urllib.parse.urlencode(query)}"
     )
@@ -182,4 +216,10 @@ def add_library_commands(sub: Any) -> None:
     p.add_argument("--max-duration", type=float)
     p.add_argument("--source", choices=["library", "upload", "generated"])
     p.add_argument("--tag", action="append")
+    p.add_argument(
+        "--mode",
+        choices=["hybrid", "audio", "words"],
+        default="hybrid",
+        help="hybrid (default): sounds and words fused; audio: CLAP only; words: text only",
+    )
     p.set_defaults(func=cmd_search)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.config import ConfigError, Settings, get_settings
+from foley.captions import add_caption_commands
 from foley.common import CommandError
 from foley.library import add_library_commands
 from foley.models import add_model_commands
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_library_commands(sub)
+    add_caption_commands(sub)
     add_service_commands(sub)
     add_model_commands(sub)
 

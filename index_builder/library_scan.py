@@ -1,4 +1,8 @@
-"""Library scans as jobs: the index builder's runner, reporting progress to a job."""
+"""Library scans as jobs: the index builder's runner, reporting progress to a job.
+
+The scan's sounds become searchable first (by their audio and their file and folder names);
+captions follow as their own `caption` jobs, queued when the scan is done.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from core.audio import DecodeLimits
 from core.catalog import Library
 from core.db import Catalog
 from core.jobs import JobFailed, JobRun
+from index_builder.captions import CaptionFollowUp, queue_captions
 from index_builder.embed import AudioEmbedder
 from index_builder.runner import index_library
 
@@ -23,8 +28,10 @@ def scan_library(
     run: JobRun,
     *,
     batch_size: int = 16,
+    captions: CaptionFollowUp | None = None,
 ) -> dict[str, Any]:
-    """The scan job: index the library named by `run.params["library_id"]`."""
+    """The scan job: index the library named by `run.params["library_id"]`; then, with
+    `captions`, queue caption jobs for its sounds that have none yet."""
     library_id = int(run.params.get("library_id", 0))
     with catalog.session() as session:
         library = session.get(Library, library_id)
@@ -40,6 +47,11 @@ def scan_library(
 
     summary = index_library(catalog, model, root, limits, batch_size=batch_size, progress=report)
     counts = summary.counts
+    caption_jobs = (
+        queue_captions(catalog, library_id, captions)
+        if captions
+        else {"skipped": "FOLEY_CAPTION_ON_SCAN is off"}
+    )
     return {
         "library_id": library_id,
         "files": summary.files,
@@ -55,4 +67,5 @@ def scan_library(
             for path, message in summary.failures[:MAX_REPORTED_FAILURES]
         ],
         "seconds": round(summary.seconds, 3),
+        "captions": caption_jobs,
     }

@@ -1,7 +1,7 @@
 """Uploads: a stored file becomes a sound, through the same writer as a library scan.
 
 The API has already checked the file's size and header and put its bytes in the store
-(`core.store`). The upload job then decodes, embeds, captions (later) and writes the sound,
+(`core.store`). The upload job then decodes, embeds, captions and writes the sound,
 its store location, its embedding and an outbox entry in one catalog transaction, the same
 transaction that marks the job succeeded. The index syncer of the process that owns the
 vector index applies the outbox entry, so a worker never opens the index.
@@ -35,6 +35,8 @@ from core.jobs import (
     new_job,
 )
 from core.store import FileStore
+from core.words import CaptionWords, offer_caption
+from index_builder.captions import Captioner, caption_upload
 from index_builder.embed import (
     AudioEmbedder,
     Decoded,
@@ -107,15 +109,18 @@ def receive_upload(
         return new_job(session, JobKind.upload.value, request.as_params())
 
 
-def caption_step(decoded: Decoded, request: UploadRequest) -> tuple[str | None, list[str]]:
-    """Caption and tag an upload: (caption, tags) for its catalog row.
+def caption_step(
+    captioner: Captioner | None, decoded: Decoded, request: UploadRequest, sample_rate: int
+) -> CaptionWords | None:
+    """Caption and tag an upload: the captioner's words for its catalog row.
 
-    This is where AutoCap will run, on the decoded audio with the file name as metadata,
-    before the catalog write so the caption commits with the sound. Until that model is in
-    place an upload gets no caption and no tags: it is found by its audio embedding and its
-    title.
+    AutoCap runs on the decoded audio with the file name and title as metadata, before the
+    catalog write, so the caption commits with the sound. Without a captioner (or when it
+    fails) the upload gets no caption and no tags: it is found by its audio embedding and its
+    title, and `POST /api/sounds/{id}/caption` captions it later.
     """
-    return None, []
+    title = title_from_path(Path(request.filename))
+    return caption_upload(captioner, decoded.wave, sample_rate, request.filename, title)
 
 
 def ingest_upload(
@@ -124,12 +129,13 @@ def ingest_upload(
     store: FileStore,
     limits: DecodeLimits,
     run: JobRun,
+    captioner: Captioner | None = None,
 ) -> dict[str, Any]:
     """The upload job: decode, embed, caption, write; returns the job's result."""
     request = UploadRequest.from_params(run.params)
     path = store.resolve(request.stored)
     try:
-        return _ingest(catalog, model, limits, run, request, path)
+        return _ingest(catalog, model, limits, run, request, path, captioner)
     except JobSuperseded:
         raise  # the attempt that took over needs the stored file
     except TRANSIENT_ERRORS:
@@ -147,6 +153,7 @@ def _ingest(
     run: JobRun,
     request: UploadRequest,
     path: Path,
+    captioner: Captioner | None,
 ) -> dict[str, Any]:
     run.progress(0.05, "looking for the same bytes in the catalog")
     with catalog.session() as session:
@@ -166,7 +173,7 @@ def _ingest(
     run.progress(0.3, "embedding")
     embedded = embed_decoded(model, [decoded])[0]
     run.progress(0.8, "captioning")
-    caption, tags = caption_step(decoded, request)
+    words = caption_step(captioner, decoded, request, model.sample_rate)
     run.progress(0.9, "writing to the catalog")
     stat = path.stat()
     outcome = FileOutcome(
@@ -177,7 +184,6 @@ def _ingest(
         content_hash=request.content_hash,
         result=embedded,
         title=title_from_path(Path(request.filename)),
-        tags=tags,
         source=SoundSource.upload.value,
     )
     # Two uploads of the same new bytes can race to insert the sound; the loser sees the
@@ -185,7 +191,7 @@ def _ingest(
     for attempt in range(2):
         try:
             with catalog.session() as session:
-                return _write(session, run, outcome, model.model_id, caption)
+                return _write(session, run, outcome, model.model_id, words)
         except IntegrityError:
             if attempt:
                 raise
@@ -194,14 +200,14 @@ def _ingest(
 
 
 def _write(
-    session: Session, run: JobRun, outcome: FileOutcome, model_id: str, caption: str | None
+    session: Session, run: JobRun, outcome: FileOutcome, model_id: str, words: CaptionWords | None
 ) -> dict[str, Any]:
     existed = session.scalar(select(Sound.id).where(Sound.content_hash == outcome.content_hash))
     write_batch(session, [outcome], model_id)
     sound = session.scalar(select(Sound).where(Sound.content_hash == outcome.content_hash))
     assert sound is not None
-    if caption is not None and sound.caption is None:
-        sound.caption = caption
+    if words is not None:
+        offer_caption(session, sound, words)  # never over a person's words
     result = _result(session, sound, duplicate=existed is not None)
     run.succeed_in(session, result, "duplicate of an existing sound" if existed else "indexed")
     return result
@@ -244,6 +250,8 @@ def _result(session: Session, sound: Sound, *, duplicate: bool) -> dict[str, Any
         "duplicate": duplicate,
         "content_hash": sound.content_hash,
         "title": sound.title,
+        "caption": sound.caption,
+        "tags": list(sound.tags),
         # The sound is searchable once the index syncer has applied this outbox entry.
         "outbox_seq": int(seq or 0),
     }

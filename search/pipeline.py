@@ -1,18 +1,35 @@
-"""The query pipeline: embed the query, search the index, join the catalog."""
+"""The query pipeline: embed the query, search the index, join the catalog.
+
+A text query runs in one of three modes: `audio` (CLAP similarity, reranked by DiffATR),
+`words` (full-text search over titles, tags and captions) or `hybrid`, the default, which
+fuses the two ranked lists by reciprocal rank fusion (`search.fusion`).
+"""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
+
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.audio import decode
 from core.catalog import Embedding, Sound
 from core.vector_index import SearchFilter
+from core.words import words_search
+from search.fusion import FUSION_DEPTH, reciprocal_rank_fusion
 from search.rerank import rerank_results, text_reranker, top_n
 from search.results import SoundResult
 from search.service import Foley
 
 MAX_K = 200
+
+
+class SearchMode(enum.StrEnum):
+    hybrid = "hybrid"  # CLAP (+ DiffATR) and words, fused by rank
+    audio = "audio"  # CLAP (+ DiffATR) only
+    words = "words"  # titles, tags and captions only: no CLAP
 
 
 class QueryError(ValueError):
@@ -29,16 +46,49 @@ def _check_k(k: int) -> None:
 
 
 def search_text(
-    foley: Foley, query: str, k: int, flt: SearchFilter | None = None, rerank: bool = True
+    foley: Foley,
+    query: str,
+    k: int,
+    flt: SearchFilter | None = None,
+    rerank: bool = True,
+    mode: SearchMode | str = SearchMode.hybrid,
 ) -> list[SoundResult]:
-    """Sounds matching a description; with `rerank`, the CLAP top N reranked by DiffATR (when
-    a reranker fits the running CLAP) and the best k of them returned."""
+    """Sounds matching a description, best first.
+
+    `audio`: the CLAP top N, reranked by DiffATR with `rerank` (when a reranker fits the
+    running CLAP), best k. `words`: full-text search alone. `hybrid`: both lists, fused.
+    """
     query = query.strip()
     if not query:
         raise QueryError("the query text is empty: describe the sound you are looking for")
     _check_k(k)
+    try:
+        mode = SearchMode(mode)
+    except ValueError:
+        raise QueryError(f"mode must be one of hybrid, audio, words; got {mode!r}") from None
+    if mode is SearchMode.words:
+        return search_words(foley, query, k, flt)
     vector = foley.clap.embed_text([query])[0]
-    return search_vector(foley, vector, k, flt, rerank=rerank)
+    if mode is SearchMode.audio:
+        return search_vector(foley, vector, k, flt, rerank=rerank)
+    depth = max(k, FUSION_DEPTH)
+    by_audio = search_vector(foley, vector, depth, flt, rerank=rerank)
+    by_words = search_words(foley, query, depth, flt)
+    return reciprocal_rank_fusion(by_audio, by_words)[:k]
+
+
+def search_words(
+    foley: Foley, query: str, k: int, flt: SearchFilter | None = None
+) -> list[SoundResult]:
+    """Sounds whose title, tags or caption hold the query's words, best first (no CLAP)."""
+    with foley.catalog.session() as session:
+        ranked = words_search(session, query, k, flt)
+        sounds = _sounds(session, [sound_id for sound_id, _ in ranked])
+        return [
+            _result(sounds[sound_id], score, words_score=score)
+            for sound_id, score in ranked
+            if sound_id in sounds
+        ]
 
 
 def search_audio(
@@ -80,29 +130,41 @@ def search_vector(
     if not hits:
         return []
     with foley.catalog.session() as session:
-        sounds = {
-            s.id: s
-            for s in session.scalars(select(Sound).where(Sound.id.in_([h.id for h in hits])))
-        }
-    results = []
-    for hit in hits:
-        sound = sounds.get(hit.id)
-        if sound is None:  # deleted in the catalog; the syncer has not caught up yet
-            continue
-        results.append(
-            SoundResult(
-                id=sound.id,
-                score=float(hit.score),
-                title=sound.title,
-                duration=sound.duration,
-                tags=list(sound.tags),
-                source=sound.source,
-                caption=sound.caption,
-                format=sound.format,
-                audio_url=f"/api/sounds/{sound.id}/audio",
-                clap_score=float(hit.score),
-            )
-        )
+        sounds = _sounds(session, [h.id for h in hits])
+        # A hit deleted in the catalog (the syncer has not caught up yet) is left out.
+        results = [
+            _result(sounds[hit.id], float(hit.score), clap_score=float(hit.score))
+            for hit in hits
+            if hit.id in sounds
+        ]
     if reranker is not None:
         results = rerank_results(foley, reranker, vector, results)
     return results[:k]
+
+
+def _sounds(session: Session, ids: Sequence[int]) -> dict[int, Sound]:
+    if not ids:
+        return {}
+    return {s.id: s for s in session.scalars(select(Sound).where(Sound.id.in_(list(ids))))}
+
+
+def _result(
+    sound: Sound,
+    score: float,
+    *,
+    clap_score: float | None = None,
+    words_score: float | None = None,
+) -> SoundResult:
+    return SoundResult(
+        id=sound.id,
+        score=score,
+        title=sound.title,
+        duration=sound.duration,
+        tags=list(sound.tags),
+        source=sound.source,
+        caption=sound.caption,
+        format=sound.format,
+        audio_url=f"/api/sounds/{sound.id}/audio",
+        clap_score=clap_score,
+        words_score=words_score,
+    )

@@ -19,3 +19,8 @@ class SoundResult:
     extra: dict[str, float] = field(default_factory=dict)
     # The first-stage CLAP similarity; `score` is the final one (equal without reranking).
     clap_score: float | None = None
+    # The full-text relevance (BM25 or ts_rank) when the sound's words matched the query.
+    words_score: float | None = None
+    # In a fused (hybrid) list: the sound's rank in each list it was in (1 = first).
+    audio_rank: int | None = None
+    words_rank: int | None = None

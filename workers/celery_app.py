@@ -39,6 +39,7 @@ from core.store import FileStore
 
 if TYPE_CHECKING:
     from generative.clap.model import ClapModel
+    from index_builder.captions import Captioner
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,12 @@ class WorkerContext:
         from generative.registry import get_clap
 
         return get_clap(self.settings)
+
+    def captioner(self) -> tuple[Captioner | None, str]:
+        """This process's captioner, or None and why there is none."""
+        from index_builder.captions import captioner_for
+
+        return captioner_for(self.settings)
 
 
 _context: WorkerContext | None = None
@@ -108,7 +115,13 @@ def _load_models(**_: Any) -> None:
     try:
         context = worker_context()
         model = context.model
-        log.info("worker process %d ready with %s", os.getpid(), model.model_id)
+        captioner, status = context.captioner()
+        log.info(
+            "worker process %d ready with %s; captioner: %s",
+            os.getpid(),
+            model.model_id,
+            captioner.model_id if captioner is not None else status,
+        )
     except Exception:
         # Jobs then fail with this error instead of the pool restarting the process forever.
         log.exception("worker process %d could not load its models", os.getpid())

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from core import jobs
 from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobRun, lease_cutoff
 from core.queue import JobQueue, kinds_on
+from index_builder.captions import CaptionFollowUp, caption_sounds
 from index_builder.library_scan import scan_library
 from index_builder.uploads import ingest_upload
 from workers.celery_app import WorkerContext, app, worker_context
@@ -86,7 +87,9 @@ def ping(self: JobTask, job_id: str) -> dict[str, Any]:
 def upload(self: JobTask, job_id: str) -> dict[str, Any]:
     return self.run_job(
         job_id,
-        lambda c, run: ingest_upload(c.catalog, c.model, c.store, c.limits, run),
+        lambda c, run: ingest_upload(
+            c.catalog, c.model, c.store, c.limits, run, captioner=c.captioner()[0]
+        ),
     )
 
 
@@ -94,7 +97,31 @@ def upload(self: JobTask, job_id: str) -> dict[str, Any]:
 def scan(self: JobTask, job_id: str) -> dict[str, Any]:
     return self.run_job(
         job_id,
-        lambda c, run: scan_library(c.catalog, c.model, c.limits, run),
+        lambda c, run: scan_library(
+            c.catalog, c.model, c.limits, run, captions=_caption_follow_up(self, c)
+        ),
+    )
+
+
+@app.task(name="foley.caption", base=JobTask, bind=True, kind="caption")
+def caption(self: JobTask, job_id: str) -> dict[str, Any]:
+    def body(c: WorkerContext, run: JobRun) -> dict[str, Any]:
+        captioner, status = c.captioner()
+        return caption_sounds(c.catalog, captioner, c.limits, run, unavailable=status)
+
+    return self.run_job(job_id, body)
+
+
+def _caption_follow_up(task: Task, context: WorkerContext) -> CaptionFollowUp | None:
+    """How a scan queues its caption jobs, per the settings (None: captions on scan are off)."""
+    settings = context.settings
+    if not settings.caption_on_scan:
+        return None
+    captioner, status = context.captioner()
+    return CaptionFollowUp(
+        enqueue=JobQueue(settings, app=task.app).send,
+        batch_size=settings.caption_batch_size,
+        unavailable=None if captioner is not None else status,
     )
 
 

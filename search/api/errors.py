@@ -34,7 +34,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 416: "bad_range"}
+        code = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            416: "bad_range",
+            422: "invalid_request",
+        }
         response = error_response(
             exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail)
         )

@@ -57,6 +57,12 @@ def test_index_search_and_serve(env: dict[str, str], library: Path) -> None:
     rows = [line for line in found.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 3
 
+    # Words alone: the folder name "Tones" is the tag of ten of the sounds.
+    by_words = foley(env, "search", "tones", "--mode", "words", "-k", "20")
+    assert by_words.returncode == 0, by_words.stderr
+    tagged = [line for line in by_words.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(tagged) == 10 and all(line.endswith("[tones]") for line in tagged)
+
     server = subprocess.Popen(
         [sys.executable, "-m", "foley", "serve"],
         env=env,
@@ -88,3 +94,41 @@ def _wait_for_health(port: int, server: subprocess.Popen[str]) -> dict:
         except OSError:
             time.sleep(0.5)
     raise AssertionError("foley serve did not become healthy in 120 s")
+
+
+def test_caption_without_a_captioner_says_why(env: dict[str, str], library: Path) -> None:
+    result = foley(env, "caption", str(library / "Tones" / "clip_02.wav"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no captioner to caption with" in result.stderr
+
+
+def test_caption_prints_captions_tags_and_segments(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import soundfile as sf
+
+    import index_builder.captions
+    from foley.main import main
+    from tests.captioners import ScriptedCaptioner
+    from tests.sounds import SAMPLE_RATE, tone
+
+    captioner = ScriptedCaptioner()
+    monkeypatch.setattr(index_builder.captions, "captioner_for", lambda s: (captioner, "loaded"))
+    folder = tmp_path / "Kitchen"
+    folder.mkdir()
+    sf.write(folder / "kettle_2.wav", tone(3, 15.0), SAMPLE_RATE)
+    (folder / "notes.wav").write_text("not audio")
+    code = main(["caption", "--json", str(folder / "kettle_2.wav"), str(folder / "notes.wav")])
+    out, err = capsys.readouterr()
+    assert code == 1 and "notes.wav" in err  # one file failed, the other was captioned
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["caption"] == "a whistling kettle, filed as kettle 2"
+    assert row["tags"] == ["kettle", "whistle", "kitchen-sounds"]
+    assert [s["end_s"] for s in row["segments"]] == [10.0, 15.0]
+    assert captioner.seen[0]["folder"] == "Kitchen"
+    assert main(["caption", str(folder / "kettle_2.wav")]) == 0
+    text = capsys.readouterr().out
+    assert "caption: a whistling kettle" in text and "10.0-   15.0 s" in text

@@ -146,6 +146,10 @@ def test_health_reports_each_part(client: TestClient, foley: Foley) -> None:
     assert body["catalog"]["sounds"] == 30 and body["index"]["points"] == 30
     assert body["index"]["pending_changes"] == 0
     assert body["model"]["model_id"] == foley.clap.model_id
+    captioner = body["captioner"]
+    assert captioner["checkpoint"] == str(foley.settings.captioner_checkpoint)
+    if not captioner["loaded"]:  # says why, and the service is still healthy
+        assert captioner["status"] and "model_id" not in captioner
 
 
 def test_search_page_is_served(client: TestClient) -> None:

@@ -52,7 +52,7 @@ def foley(
 def test_rerank_keeps_every_candidate_once(foley: Foley) -> None:
     reranker, status = text_reranker(foley)
     assert reranker is not None, status
-    plain = search_text(foley, "a metallic clang", 30, rerank=False)
+    plain = search_text(foley, "a metallic clang", 30, rerank=False, mode="audio")
     query = foley.clap.embed_text(["a metallic clang"])[0]
     reranked = rerank_results(foley, reranker, query, plain)
     assert sorted(r.id for r in reranked) == sorted(r.id for r in plain)
@@ -78,14 +78,16 @@ def test_rerank_keeps_every_candidate_once(foley: Foley) -> None:
 
 
 def test_search_with_and_without_rerank(client: TestClient, foley: Foley) -> None:
-    plain = client.get("/api/search", params={"q": "rain", "k": 30, "rerank": "false"}).json()
+    audio = {"mode": "audio"}
+    plain = client.get("/api/search", params={"q": "rain", "k": 30, "rerank": "false", **audio})
+    plain = plain.json()
     assert plain["count"] == 30
     assert all(hit["score"] == hit["clap_score"] for hit in plain["data"])
     assert [h["score"] for h in plain["data"]] == sorted(
         (h["score"] for h in plain["data"]), reverse=True
     )
 
-    body = client.get("/api/search", params={"q": "rain", "k": 8}).json()
+    body = client.get("/api/search", params={"q": "rain", "k": 8, **audio}).json()
     assert body["count"] == 8
     hits = body["data"]
     assert all(hit["score"] > hit["clap_score"] for hit in hits)  # every probability > 0
@@ -94,9 +96,16 @@ def test_search_with_and_without_rerank(client: TestClient, foley: Foley) -> Non
     clap = {hit["id"]: hit["clap_score"] for hit in plain["data"]}
     assert all(hit["clap_score"] == pytest.approx(clap[hit["id"]]) for hit in hits)
     # The k results are the best of the reranked top N, not the CLAP top k reordered.
-    everything = client.get("/api/search", params={"q": "rain", "k": 30}).json()["data"]
+    everything = client.get("/api/search", params={"q": "rain", "k": 30, **audio}).json()["data"]
     assert [h["id"] for h in everything[:8]] == [h["id"] for h in hits]
     assert len({h["id"] for h in everything}) == 30
+    # Hybrid (the default) fuses the reranked CLAP list: no sound's words say "rain", so its
+    # order is exactly the reranked one, each hit keeping its CLAP score and rank.
+    hybrid = client.get("/api/search", params={"q": "rain", "k": 8}).json()["data"]
+    assert [h["id"] for h in hybrid] == [h["id"] for h in hits]
+    assert [h["audio_rank"] for h in hybrid] == list(range(1, 9))
+    assert all(h["words_rank"] is None for h in hybrid)
+    assert [h["clap_score"] for h in hybrid] == [h["clap_score"] for h in hits]
 
     reranker = client.get("/api/health").json()["reranker"]
     assert reranker["loaded"] is True
@@ -118,7 +127,8 @@ def test_search_works_without_a_checkpoint(
         opened.sync()
         with TestClient(create_app(foley=opened)) as client:
             health = client.get("/api/health").json()
-            hits = client.get("/api/search", params={"q": "rain", "k": 5}).json()["data"]
+            params = {"q": "rain", "k": 5, "mode": "audio"}
+            hits = client.get("/api/search", params=params).json()["data"]
     finally:
         opened.close()
     assert health["reranker"]["loaded"] is False

@@ -34,6 +34,7 @@ def deployment(
         values = {
             "FOLEY_DATA_DIR": str(root / "data"),
             "FOLEY_CLAP_CHECKPOINT": str(tiny_clap_dir),
+            "FOLEY_CAPTIONER_CHECKPOINT": str(tiny_captioner_dir(root, tiny_clap)),
             "FOLEY_API_KEYS": API_KEY,
             "FOLEY_JOB_LEASE_S": str(LEASE_S),
             **backend,
@@ -43,6 +44,7 @@ def deployment(
         settings = Settings(
             data_dir=Path(values["FOLEY_DATA_DIR"]),
             clap_checkpoint=tiny_clap_dir,
+            captioner_checkpoint=Path(values["FOLEY_CAPTIONER_CHECKPOINT"]),
             api_keys=API_KEY,
             job_lease_s=LEASE_S,
             database_url=backend.get("FOLEY_DATABASE_URL"),
@@ -71,3 +73,18 @@ def deployment(
             finally:
                 dep.stop_worker()
         foley.close()
+
+
+def tiny_captioner_dir(root: Path, clap: Any) -> Path:
+    """A tiny random captioner checkpoint over the tiny CLAP when this build has the captioner
+    model; otherwise an empty path, and caption jobs fail saying there is no captioner."""
+    folder = root / "captioner"
+    try:
+        from generative.captioner.pipeline import (  # type: ignore
+            build_random_captioner,
+            save_captioner,
+        )
+    except ImportError:
+        return folder
+    save_captioner(build_random_captioner(clap, seed=0), folder)
+    return folder

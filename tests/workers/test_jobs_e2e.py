@@ -157,6 +157,36 @@ def test_library_scan_runs_as_a_job(deployment: Deployment, tmp_path: Path) -> N
     assert mine["sounds"] == 6 and mine["last_scan_at"] is not None
 
 
+def test_caption_jobs_run_on_the_worker(deployment: Deployment) -> None:
+    dep = deployment
+    (job,) = upload(dep, ("Kettle whistle.wav", wav(31)))
+    sound_id = dep.wait(job["id"])["result"]["sound_id"]
+    url = f"/api/sounds/{sound_id}/caption"
+    assert dep.client.post(url).status_code == 401
+    assert dep.client.post("/api/sounds/424242/caption", headers=dep.headers).status_code == 404
+    response = dep.client.post(url, headers=dep.headers)
+    assert response.status_code == 202, response.text
+    queued = response.json()
+    assert response.headers["location"] == queued["url"] == f"/api/jobs/{queued['id']}"
+    assert (queued["kind"], queued["params"]) == (
+        "caption",
+        {"sound_ids": [sound_id], "force": True},
+    )
+    finished = dep.wait(queued["id"])
+    captioner = dep.client.get("/api/health").json()["captioner"]
+    record = dep.client.get(f"/api/sounds/{sound_id}").json()
+    if captioner["loaded"]:
+        assert finished["status"] == "succeeded", finished
+        assert finished["result"]["captioned"] == [sound_id]
+        assert record["caption_model"] == captioner["model_id"] == finished["result"]["model_id"]
+        assert record["caption"] and record["caption_by"] == "captioner"
+    else:
+        # No captioner model in this build or deployment: the job says why, nothing changes.
+        assert finished["status"] == "failed"
+        assert finished["error"] == f"no captioner here: {captioner['status']}"
+        assert record["caption_model"] is None and record["caption"] is None
+
+
 def _kill_mid_upload(dep: Deployment, kind: int, kill: str) -> tuple[dict, dict]:
     """Upload a long clip, SIGKILL the worker while it embeds, and return (before, after)."""
     (job,) = upload(dep, (f"long-{kind}.wav", wav(kind, seconds=90)))

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, text
 
 from core.catalog import Sound
+from index_builder.captions import captioner_status
 from search.api.deps import FoleyDep
 from search.rerank import text_reranker
 from search.service import Foley
@@ -21,6 +22,7 @@ class Health(BaseModel):
     index: dict[str, object]
     model: dict[str, object]
     reranker: dict[str, object]
+    captioner: dict[str, object]
 
 
 def _check(foley: Foley) -> Health:
@@ -51,7 +53,12 @@ def _check(foley: Foley) -> Health:
         "loaded": True,
     }
     return Health(
-        status=status, catalog=catalog, index=index, model=model, reranker=_reranker(foley)
+        status=status,
+        catalog=catalog,
+        index=index,
+        model=model,
+        reranker=_reranker(foley),
+        captioner=captioner_status(foley.settings),
     )
 
 

@@ -13,6 +13,7 @@ from search.api.deps import FoleyDep
 from search.pipeline import (
     MAX_K,
     QueryError,
+    SearchMode,
     SoundResult,
     search_audio,
     search_like_sound,
@@ -24,8 +25,13 @@ router = APIRouter(prefix="/search", tags=["search"])
 
 class SoundHitPublic(BaseModel):
     id: int
-    score: float  # final: CLAP similarity, plus alpha x DiffATR probability when reranked
+    # final: in mode audio, CLAP similarity plus alpha x DiffATR probability when reranked;
+    # in mode words, the full-text relevance; in mode hybrid, the reciprocal-rank-fusion score
+    score: float
     clap_score: float | None = None
+    words_score: float | None = None
+    audio_rank: int | None = None  # hybrid: rank in the CLAP (+ DiffATR) list
+    words_rank: int | None = None  # hybrid: rank in the words list
     title: str
     duration: float
     tags: list[str]
@@ -65,10 +71,14 @@ async def search_by_text(
     source: str | None = None,
     tag: Annotated[list[str] | None, Query()] = None,
     rerank: Annotated[bool, Query(description="rerank the CLAP top N with DiffATR")] = True,
+    mode: Annotated[
+        SearchMode,
+        Query(description="hybrid: sounds and words fused; audio: CLAP only; words: text only"),
+    ] = SearchMode.hybrid,
 ) -> SearchResults:
     """Find sounds matching a text description, best first."""
     flt = _filter(min_duration, max_duration, source, tag or [])
-    return _results(await run_in_threadpool(search_text, foley, q, k, flt, rerank))
+    return _results(await run_in_threadpool(search_text, foley, q, k, flt, rerank, mode))
 
 
 @router.post("/audio", response_model=SearchResults)

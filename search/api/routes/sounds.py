@@ -5,20 +5,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query
-from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 
 from core.audio import content_type
-from core.catalog import Library, Sound
-from search.api.deps import FoleyDep, SessionDep
+from core.catalog import JobStatus, Library, Sound
+from core.jobs import JobKind, new_job
+from core.queue import QueueUnavailableError
+from core.words import MAX_CAPTION, MAX_TAGS, MAX_TITLE, check_tags, edit_words
+from index_builder.captions import active_caption_job
+from search.api.deps import FoleyDep, QueueDep, SessionDep
+from search.api.errors import error_response
+from search.api.routes.jobs import JobPublic, accepted, job_public
+from search.api.security import WriteAccess
 
 router = APIRouter(prefix="/sounds", tags=["sounds"])
 
 CHUNK = 64 * 1024
+
+
+class RequestError(HTTPException):
+    """A request the route itself refuses: 422 with the reason."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(422, detail)
 
 
 class SoundPublic(BaseModel):
@@ -36,6 +50,40 @@ class SoundPublic(BaseModel):
     created_at: datetime
     locations: list[str]
     audio_url: str
+    # Who wrote each of title, caption and tags: person, metadata (file and folder names) or
+    # captioner; null while the field is empty.
+    title_by: str | None
+    caption_by: str | None
+    tags_by: str | None
+    caption_segments: list[dict[str, Any]] | None
+    caption_model: str | None
+
+
+class SoundWordsUpdate(BaseModel):
+    """A person's words for a sound; only the fields sent change, and machines never
+    overwrite them. `caption: null` clears the caption and hands it back to the captioner."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(None, min_length=1, max_length=MAX_TITLE)
+    caption: str | None = Field(None, min_length=1, max_length=MAX_CAPTION)
+    tags: list[str] | None = Field(
+        None,
+        max_length=MAX_TAGS,
+        description="lowercase words or hyphenated phrases: door, glass-breaking",
+    )
+
+    @field_validator("title", "caption")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip() if value is not None else None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return check_tags(value) if value is not None else None
 
 
 class SoundsPublic(BaseModel):
@@ -59,6 +107,11 @@ def _public(sound: Sound) -> SoundPublic:
         created_at=sound.created_at,
         locations=sorted(loc.path for loc in sound.locations),
         audio_url=f"/api/sounds/{sound.id}/audio",
+        title_by=sound.title_by,
+        caption_by=sound.caption_by,
+        tags_by=sound.tags_by,
+        caption_segments=sound.caption_segments,
+        caption_model=sound.caption_model,
     )
 
 
@@ -83,6 +136,54 @@ def get_sound(session: SessionDep, sound_id: int) -> SoundPublic:
     if sound is None:
         raise HTTPException(404, f"no sound with id {sound_id}")
     return _public(sound)
+
+
+@router.patch(
+    "/{sound_id}",
+    response_model=SoundPublic,
+    dependencies=[WriteAccess],
+    responses={404: {"description": "no such sound"}, 422: {"description": "bad words"}},
+)
+def edit_sound_words(session: SessionDep, sound_id: int, body: SoundWordsUpdate) -> SoundPublic:
+    """Edit a sound's title, caption or tags; searchable by its new words at once."""
+    sent = body.model_fields_set
+    if not sent:
+        raise RequestError("send at least one of title, caption, tags")
+    if "title" in sent and body.title is None:
+        raise RequestError("title: a sound keeps a title; send a new one instead of null")
+    if "tags" in sent and body.tags is None:
+        raise RequestError("tags: send [] to leave the sound without tags, not null")
+    sound = session.get(Sound, sound_id)
+    if sound is None:
+        raise HTTPException(404, f"no sound with id {sound_id}")
+    edit_words(session, sound, **{name: getattr(body, name) for name in sent})
+    session.commit()
+    return _public(sound)
+
+
+@router.post(
+    "/{sound_id}/caption",
+    status_code=202,
+    response_model=JobPublic,
+    dependencies=[WriteAccess],
+    responses={404: {"description": "no such sound"}, 503: {"description": "no job queue"}},
+)
+def caption_sound(session: SessionDep, queue: QueueDep, sound_id: int) -> JSONResponse:
+    """Caption and tag the sound again as a job; a person's words stay as they are."""
+    if session.get(Sound, sound_id) is None:
+        raise HTTPException(404, f"no sound with id {sound_id}")
+    running = active_caption_job(session, sound_id)
+    if running is not None:
+        return accepted(job_public(running), running.id)
+    job = new_job(session, JobKind.caption.value, {"sound_ids": [sound_id], "force": True})
+    session.commit()
+    try:
+        queue.send(job.id, job.kind)
+    except QueueUnavailableError as exc:
+        job.status, job.error = JobStatus.failed.value, str(exc)
+        session.commit()
+        return error_response(503, "queue_unavailable", str(exc))
+    return accepted(job_public(job), job.id)
 
 
 @router.get("/{sound_id}/audio", response_model=None)
