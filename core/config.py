@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     clap_batch_size: int = 16
     # DiffATR reranker checkpoint folder; search runs without reranking when it is missing.
     diffatr_checkpoint: Path = DEFAULT_MODELS_DIR / "diffatr"
+    # AutoCap captioner checkpoint folder; uploads are not captioned when it is missing.
+    captioner_checkpoint: Path = DEFAULT_MODELS_DIR / "captioner"
     device: str = "cpu"
 
     # Decode limits, checked from the header before any decoding.
