@@ -18,6 +18,7 @@ sample of that many clips.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -65,12 +66,17 @@ def caption_metrics(
         "ROUGE-L": float(Rouge().compute_score(gts, res)[0]),
     }
     if meteor:
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        scorer = Meteor()  # a Java process; its __del__ ends it
-        out["METEOR"] = float(scorer.compute_score(gts, res)[0])
-        del scorer
+        out["METEOR"] = float(_meteor().compute_score(gts, res)[0])
     return out
+
+
+@functools.cache
+def _meteor() -> Any:
+    """One METEOR 1.5 Java process per Python process (it takes seconds to load its tables);
+    the scorer's __del__ ends it."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    return Meteor()
 
 
 def sample_clips(clips: Sequence[CaptionClip], count: int | None, seed: int = 0) -> list:

@@ -174,7 +174,7 @@ class AutoCap(nn.Module):
             do_sample=False,
             max_length=self.config.max_caption_tokens,
             no_repeat_ngram_size=3,
-            early_stopping=True,
+            early_stopping=True if beams > 1 else None,
             decoder_start_token_id=self.config.bos_id,
             bos_token_id=self.config.bos_id,
             eos_token_id=self.config.eos_id,
