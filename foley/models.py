@@ -115,6 +115,8 @@ def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
     extra: dict[str, Any] = {"threads": args.threads}
     if args.batch_size:
         extra["batch_size"] = args.batch_size
+    if args.train_clips:
+        extra["train_clips"] = args.train_clips
     out = train_captioner(
         Path(args.corpus),
         Path(args.out),
@@ -203,6 +205,7 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--max-minutes", type=float, default=40.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--train-clips", type=int, help="train on a seeded sample of this many clips")
     p.set_defaults(func=cmd_train_captioner)
 
     evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")

@@ -185,9 +185,12 @@ def run_eval(
     clap = load_clap(clap_checkpoint) if clap_checkpoint else None
     captioner = load_captioner(checkpoint, clap=clap)
     clips = read_corpus(corpus_dir)
-    train = [c for c in clips if c.split == "train"]
     chosen = {s: sample_clips([c for c in clips if c.split == s], max_clips) for s in splits}
-    frames = corpus_frames(corpus_dir, captioner.clap, clips)
+    frames = corpus_frames(corpus_dir, captioner.clap, [c for s in chosen.values() for c in s])
+    # The nearest-neighbour baseline searches the train clips whose frames are cached (those
+    # the captioner was trained on, when it was trained on a sample).
+    cached = set(frames.clip_ids.tolist())
+    train = [c for c in clips if c.split == "train" and c.id in cached]
     report: dict[str, Any] = {"model_id": captioner.model_id, "clap": captioner.clap.model_id,
                               "beam": captioner.config.num_beams, "max_clips": max_clips,
                               "splits": {}}  # fmt: skip

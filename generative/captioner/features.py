@@ -132,37 +132,50 @@ def cache_path(corpus_dir: Path, model_id: str) -> Path:
     return Path(corpus_dir) / "cache" / f"captioner-frames-{stem}.npz"
 
 
+def _read_cache(path: Path, model_id: str) -> CorpusFrames | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as cached:
+        return CorpusFrames(model_id, cached["clip_ids"], cached["offsets"], cached["frames"],
+                            cached["embedding"])  # fmt: skip
+
+
 def corpus_frames(
     corpus_dir: Path, clap: ClapModel, clips: Sequence[Any], chunk: int = 256
 ) -> CorpusFrames:
-    """Frames of `clips` (objects with `.id` and `.path`), from the cache or computed now and
-    cached in `<corpus>/cache/` under the CLAP's model id."""
+    """Frames of `clips` (objects with `.id` and `.path`) and of every clip cached before:
+    clips missing from `<corpus>/cache/` (keyed by the CLAP's model id) are computed now and
+    added to the cache."""
     import soundfile as sf
 
     path = cache_path(corpus_dir, clap.model_id)
-    if path.is_file():
-        with np.load(path) as cached:
-            found = CorpusFrames(clap.model_id, cached["clip_ids"], cached["offsets"],
-                                 cached["frames"], cached["embedding"])  # fmt: skip
-        have = set(found.clip_ids.tolist())
-        if all(c.id in have for c in clips):
-            log.info("captioner frames of %d clips from %s", len(clips), path)
-            return found
+    cached = _read_cache(path, clap.model_id)
+    have = set() if cached is None else set(cached.clip_ids.tolist())
+    missing = [c for c in clips if c.id not in have]
+    if not missing and cached is not None:
+        log.info("captioner frames of %d clips from %s", len(clips), path)
+        return cached
     started = time.perf_counter()
     frames: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
-    for start in range(0, len(clips), chunk):
-        batch = clips[start : start + chunk]
+    for start in range(0, len(missing), chunk):
+        batch = missing[start : start + chunk]
         waves = [sf.read(str(Path(corpus_dir) / c.path), dtype="float32")[0] for c in batch]
         waves = [w if w.ndim == 1 else w.mean(axis=1) for w in waves]
         for per_clip in segment_features(clap, waves):
             frames.append(per_clip[0].frames.astype(np.float16))
             embeddings.append(per_clip[0].embedding)
         elapsed = time.perf_counter() - started
-        log.info("captioner frames: %d/%d clips (%.0f s)", start + len(batch), len(clips), elapsed)
+        log.info("captioner frames: %d/%d clips (%.0f s)", start + len(batch), len(missing),
+                 elapsed)  # fmt: skip
+    ids = [c.id for c in missing]
+    if cached is not None:  # the cached clips first, then the new ones
+        frames = [cached.clip_frames(i) for i in range(len(cached.clip_ids))] + frames
+        embeddings = list(cached.embedding) + embeddings
+        ids = cached.clip_ids.tolist() + ids
     offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).astype(np.int64)
-    result = CorpusFrames(clap.model_id, np.asarray([c.id for c in clips]), offsets,
-                          np.concatenate(frames), np.stack(embeddings))  # fmt: skip
+    result = CorpusFrames(clap.model_id, np.asarray(ids), offsets, np.concatenate(frames),
+                          np.stack(embeddings))  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, clip_ids=result.clip_ids, offsets=offsets, frames=result.frames,

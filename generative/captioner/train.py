@@ -48,11 +48,12 @@ class TrainOptions:
     max_minutes: float = 40.0
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 5e-4
+    lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: float = 0.03
     vocab_size: int = 6000
     tag_min_count: int = 3
+    train_clips: int | None = None  # a seeded sample of the train split (None: all)
     threads: int = 2
     log_every: int = 50
     dropout: MetadataDropout = field(default_factory=MetadataDropout)
@@ -161,8 +162,9 @@ def train_captioner(
     torch.set_num_threads(opts.threads)
     clap = load_clap(clap_checkpoint)
     clips = read_corpus(corpus_dir)
-    frames = corpus_frames(corpus_dir, clap, clips)
-    train = [c for c in clips if c.split == "train"]
+    train = sample_clips([c for c in clips if c.split == "train"], opts.train_clips, seed=seed)
+    val = sample_clips([c for c in clips if c.split == "val"], VAL_CLIPS, seed=seed)
+    frames = corpus_frames(corpus_dir, clap, train + val)
     tokenizer = CaptionTokenizer(train_tokenizer(tokenizer_texts(train), opts.vocab_size))
     config = opts.model
     config.vocab_size = tokenizer.vocab_size
@@ -178,7 +180,6 @@ def train_captioner(
     labels = build_vocabulary([c.labels for c in train], opts.tag_min_count)
     captioner = Captioner(model, tokenizer, TagScorer(labels=labels), clap)
     # Beam size and tag thresholds from a seeded val sample.
-    val = sample_clips([c for c in clips if c.split == "val"], VAL_CLIPS, seed=seed)
     refs = {c.id: list(c.captions) for c in val}
     beams, val_captions = {}, {}
     for beam in (1, 2, 3):
