@@ -47,11 +47,11 @@ class TrainOptions:
     seed: int = 0
     max_minutes: float = 40.0
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: float = 0.03
-    vocab_size: int = 6000
+    vocab_size: int = 3000
     tag_min_count: int = 3
     train_clips: int | None = None  # a seeded sample of the train split (None: all)
     threads: int = 2
