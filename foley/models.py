@@ -107,6 +107,53 @@ def cmd_eval_rerank(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
+    import shlex
+
+    from generative.captioner.train import train_captioner
+
+    extra: dict[str, Any] = {"threads": args.threads}
+    if args.batch_size:
+        extra["batch_size"] = args.batch_size
+    if args.train_clips:
+        extra["train_clips"] = args.train_clips
+    out = train_captioner(
+        Path(args.corpus),
+        Path(args.out),
+        Path(args.clap_checkpoint or settings.clap_checkpoint),
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        command=shlex.join(["foley", *sys.argv[1:]]),
+        **extra,
+    )
+    print(f"captioner written to {out}")
+    return 0
+
+
+def cmd_eval_caption(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.captioner import eval as caption_eval
+    from generative.captioner.train import update_card
+
+    checkpoint = Path(args.checkpoint or settings.captioner_checkpoint)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    report = caption_eval.run_eval(
+        Path(args.corpus),
+        checkpoint,
+        Path(args.clap_checkpoint or settings.clap_checkpoint),
+        splits=splits,
+        max_clips=args.max_clips or None,
+        threads=args.threads,
+    )
+    table = caption_eval.format_report(report)
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.card:
+        update_card(checkpoint, table)
+        print(f"evaluation written into {checkpoint / 'README.md'}")
+    return 0
+
+
 def add_model_commands(sub: Any) -> None:
     corpus = sub.add_parser("corpus", help="the Foley training corpus")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
@@ -150,6 +197,16 @@ def add_model_commands(sub: Any) -> None:
     )
     p.add_argument("--candidates", type=int, default=32, help="K, candidates per training list")
     p.set_defaults(func=cmd_train_diffatr)
+    p = train_sub.add_parser("captioner", help="train the AutoCap captioner over CLAP frames")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", default=str(DEFAULT_MODELS_DIR / "captioner"))
+    p.add_argument("--clap-checkpoint", help="CLAP whose frames it reads (default: settings)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=40.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--train-clips", type=int, help="train on a seeded sample of this many clips")
+    p.set_defaults(func=cmd_train_captioner)
 
     evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")
     eval_sub = evaluate.add_subparsers(dest="model", required=True)
@@ -167,3 +224,13 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--card", action="store_true", help="write the tables into the model card")
     p.set_defaults(func=cmd_eval_rerank)
+    p = eval_sub.add_parser("caption", help="caption and tag metrics, baselines and ablations")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint", help="captioner checkpoint folder (default: settings)")
+    p.add_argument("--clap-checkpoint", help="CLAP checkpoint (default: settings)")
+    p.add_argument("--splits", default="test,ood,ood-real", help="comma-separated splits")
+    p.add_argument("--max-clips", type=int, default=500, help="seeded sample per split (0: all)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument("--card", action="store_true", help="write the tables into the model card")
+    p.set_defaults(func=cmd_eval_caption)

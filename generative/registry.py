@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from core.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    from generative.captioner.pipeline import Captioner
     from generative.clap.model import ClapModel
     from generative.diffatr.pipeline import DiffATR
 
@@ -63,6 +64,7 @@ def clear_models() -> None:
     with _lock:
         _clap.clear()
         _diffatr.clear()
+        _captioner.clear()
 
 
 # --- DiffATR reranker ---------------------------------------------------------------------
@@ -105,3 +107,52 @@ def _open_diffatr(path: Path, device: str) -> tuple[DiffATR | None, str]:
     log.info("loaded DiffATR %s from %s in %.2f s", reranker.model_id, path,
              time.perf_counter() - started)  # fmt: skip
     return reranker, "loaded"
+
+
+# --- AutoCap captioner --------------------------------------------------------------------
+
+_captioner: dict[tuple[str, str, str], tuple[Captioner | None, str]] = {}
+
+
+def get_captioner(settings: Settings | None = None) -> Captioner | None:
+    """The captioner at `FOLEY_CAPTIONER_CHECKPOINT` over the settings' CLAP, loaded once;
+    None when the folder is missing or unreadable, or was trained on another CLAP's frames
+    (see `captioner_status`)."""
+    return _load_captioner(settings or get_settings())[0]
+
+
+def captioner_status(settings: Settings | None = None) -> str:
+    """Why the captioner is or is not available, in a few words."""
+    return _load_captioner(settings or get_settings())[1]
+
+
+def _load_captioner(settings: Settings) -> tuple[Captioner | None, str]:
+    path = settings.captioner_checkpoint.expanduser().resolve()
+    clap_path = str(settings.clap_checkpoint.expanduser().resolve())
+    key = (str(path), clap_path, settings.device)
+    with _lock:
+        loaded = key in _captioner
+    if not loaded:
+        # Outside the lock: get_clap takes it too.
+        result = _open_captioner(path, settings)
+        with _lock:
+            _captioner.setdefault(key, result)
+    with _lock:
+        return _captioner[key]
+
+
+def _open_captioner(path: Path, settings: Settings) -> tuple[Captioner | None, str]:
+    if not path.is_dir():
+        log.warning("no captioner checkpoint at %s: uploads are not captioned", path)
+        return None, f"no checkpoint at {path}"
+    from generative.captioner.pipeline import CaptionerLoadError, load_captioner
+
+    started = time.perf_counter()
+    try:
+        captioner = load_captioner(path, device=settings.device, clap=get_clap(settings))
+    except CaptionerLoadError as exc:
+        log.error("%s: uploads are not captioned", exc)
+        return None, str(exc)
+    log.info("loaded captioner %s from %s in %.2f s", captioner.model_id, path,
+             time.perf_counter() - started)  # fmt: skip
+    return captioner, "loaded"

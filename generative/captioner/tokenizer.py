@@ -1,0 +1,104 @@
+"""The captioner's tokenizer: byte-level BPE trained on the corpus's captions, titles and
+folder names (`tokenizers`), with special tokens that tag the metadata fields.
+
+The encoder's metadata text reads `<title> siren high <folder> vehicles / sirens`; a field
+that is missing is left out with its tag. Captions are lowercased; decoding strips the
+byte-level marks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+TOKENIZER_FILE = "tokenizer.json"
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+TITLE, FOLDER = "<title>", "<folder>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, TITLE, FOLDER)
+FIELDS = (("title", TITLE), ("folder", FOLDER))
+
+
+def clean_field(value: Any) -> str:
+    """A metadata value as the model reads it: lowercase words, separators as spaces
+    (`Siren_high-01.flac` -> `siren high 01`), slashes kept between folder parts."""
+    text = str(value or "").strip()
+    text = re.sub(r"\.(wav|flac|ogg|mp3|aiff?)$", "", text, flags=re.I)
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)  # camelCase -> camel Case
+    text = re.sub(r"[_\-.]+", " ", text)
+    text = re.sub(r"\s*/\s*", " / ", text)
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def metadata_text(metadata: Mapping[str, Any] | None) -> str:
+    """The tagged metadata string; a title falls back to the file name's stem."""
+    metadata = dict(metadata or {})
+    if not metadata.get("title") and metadata.get("file_name"):
+        metadata["title"] = Path(str(metadata["file_name"])).stem
+    parts = []
+    for key, tag in FIELDS:
+        value = clean_field(metadata.get(key))
+        if value:
+            parts.append(f"{tag} {value}")
+    return " ".join(parts)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 6000) -> Any:
+    """A byte-level BPE `tokenizers.Tokenizer` trained on `texts` (lowercased)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+class CaptionTokenizer:
+    """Encodes captions (with <s> ... </s>) and metadata strings; decodes generated ids."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        ids = {tok: tokenizer.token_to_id(tok) for tok in SPECIAL_TOKENS}
+        missing = [tok for tok, i in ids.items() if i is None]
+        if missing:
+            raise ValueError(f"tokenizer lacks special tokens {missing}")
+        self.pad_id, self.bos_id, self.eos_id = ids[PAD], ids[BOS], ids[EOS]
+        self.special_ids = set(ids.values())
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.get_vocab_size())
+
+    def encode_caption(self, caption: str, max_tokens: int) -> list[int]:
+        """<s> caption </s>, cut to `max_tokens` (keeping </s>)."""
+        body = self.tokenizer.encode(caption.strip()).ids[: max_tokens - 2]
+        return [self.bos_id, *body, self.eos_id]
+
+    def encode_metadata(self, text: str, max_tokens: int) -> list[int]:
+        """Tagged metadata text -> ids (empty for no metadata), cut to `max_tokens`."""
+        if not text:
+            return []
+        return list(self.tokenizer.encode(text).ids[:max_tokens])
+
+    def decode(self, ids: Iterable[int]) -> str:
+        kept = [int(i) for i in ids if int(i) not in self.special_ids]
+        return re.sub(r"\s+", " ", self.tokenizer.decode(kept)).strip()
+
+    def save(self, folder: Path) -> None:
+        self.tokenizer.save(str(Path(folder) / TOKENIZER_FILE))
+
+    @classmethod
+    def load(cls, folder: Path) -> CaptionTokenizer:
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE)))
