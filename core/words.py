@@ -92,8 +92,11 @@ class CaptionWords:
     segments: list[dict[str, Any]] = field(default_factory=list)
 
 
-def offer_caption(session: Session, sound: Sound, words: CaptionWords) -> list[str]:
-    """Write the captioner's words where it may; returns the fields it wrote.
+def offer_caption(
+    session: Session, sound: Sound, words: CaptionWords, index: bool = True
+) -> list[str]:
+    """Write the captioner's words where it may; returns the fields it wrote. `index=False`
+    when this transaction already appends an upsert of the sound to the outbox.
 
     The segments and the captioner's model id are always recorded (they are the captioner's
     alone); the caption and tags only where no person, and for tags no library name, wrote them.
@@ -108,7 +111,8 @@ def offer_caption(session: Session, sound: Sound, words: CaptionWords) -> list[s
     if tags and may_write(author, sound.tags_by, not sound.tags):
         if list(sound.tags) != tags:
             sound.tags = tags
-            mark_for_index(session, sound.id)
+            if index:
+                mark_for_index(session, sound.id)
         sound.tags_by = author
         written.append("tags")
     sound.caption_segments = list(words.segments) or None

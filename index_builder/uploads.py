@@ -40,6 +40,7 @@ from index_builder.captions import Captioner, caption_upload
 from index_builder.embed import (
     AudioEmbedder,
     Decoded,
+    Embedded,
     Failed,
     content_hash,
     decode_for,
@@ -207,7 +208,9 @@ def _write(
     sound = session.scalar(select(Sound).where(Sound.content_hash == outcome.content_hash))
     assert sound is not None
     if words is not None:
-        offer_caption(session, sound, words)  # never over a person's words
+        # Never over a person's words; the embedding just written already queued an upsert.
+        embedded = isinstance(outcome.result, Embedded)
+        offer_caption(session, sound, words, index=not embedded)
     result = _result(session, sound, duplicate=existed is not None)
     run.succeed_in(session, result, "duplicate of an existing sound" if existed else "indexed")
     return result
