@@ -118,7 +118,6 @@ class AutoCap(nn.Module):
                 bos_token_id=config.bos_id,
                 eos_token_id=config.eos_id,
                 decoder_start_token_id=config.bos_id,
-                forced_bos_token_id=None,
                 forced_eos_token_id=config.eos_id,
                 scale_embedding=True,
                 tie_word_embeddings=True,
