@@ -24,6 +24,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,15 +106,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pooled = np.stack([s.embedding for s in feats])
         texts = ["<title> door slam 03 <folder> foley / doors"] * batch
         rows[f"batch {batch}: caption + tags (whole call)"] = per_clip_ms(
-            lambda w=waves, m=metas: captioner.caption(w, m), batch, args.repeats
+            partial(captioner.caption, waves, metas), batch, args.repeats
         )
         rows[f"batch {batch}: CLAP frames only"] = per_clip_ms(
-            lambda w=waves: segment_features(captioner.clap, w), batch, args.repeats
+            partial(segment_features, captioner.clap, waves), batch, args.repeats
         )
         rows[f"batch {batch}: captioner on frames only"] = per_clip_ms(
-            lambda f=frames, p=pooled, t=texts: captioner.caption_features(f, p, t),
-            batch,
-            args.repeats,
+            partial(captioner.caption_features, frames, pooled, texts), batch, args.repeats
         )
     whole = rows["batch 16: caption + tags (whole call)"]["p50_ms"]
     return {
