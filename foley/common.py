@@ -23,3 +23,8 @@ def progress_bar(total: int, desc: str, unit: str = "file") -> Callable[[int, in
             bar.close()
 
     return update
+
+
+def comma_list(text: str) -> list[str]:
+    """`"a, b,,c"` -> `["a", "b", "c"]`: a comma-separated option's items."""
+    return [item.strip() for item in text.split(",") if item.strip()]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import DEFAULT_MODELS_DIR, Settings
-from foley.common import CommandError
+from foley.common import CommandError, comma_list
 
 
 def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
@@ -38,9 +38,9 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
 
     extra: dict[str, Any] = {} if args.max_steps is None else {"max_steps": args.max_steps}
     if args.sources:
-        extra["sources"] = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+        extra["sources"] = tuple(comma_list(args.sources))
     if args.variants is not None:
-        extra["variants"] = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+        extra["variants"] = tuple(comma_list(args.variants))
     if args.no_augment:
         extra.update(eq_db=0.0, reverb_p=0.0)
     out = train_clap(
@@ -59,7 +59,7 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
     from generative.clap import eval as clap_eval
 
     checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    splits = comma_list(args.splits)
     report = clap_eval.evaluate_clap(Path(args.corpus), checkpoint, splits)
     print(clap_eval.format_markdown(report))
     if args.json:
@@ -135,7 +135,7 @@ def cmd_eval_caption(args: argparse.Namespace, settings: Settings) -> int:
     from generative.captioner.train import update_card
 
     checkpoint = Path(args.checkpoint or settings.captioner_checkpoint)
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    splits = comma_list(args.splits)
     report = caption_eval.run_eval(
         Path(args.corpus),
         checkpoint,

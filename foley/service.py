@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from core.config import Settings
-from foley.common import CommandError
+from foley.common import CommandError, comma_list
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,7 +56,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.exit_with_parent:
         exit_with_parent(args.exit_with_parent)
-    queues = [q.strip() for q in (args.queues or settings.worker_queues).split(",") if q.strip()]
+    queues = comma_list(args.queues or settings.worker_queues)
     try:
         run_worker(
             settings,
