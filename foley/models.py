@@ -43,6 +43,14 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
         extra["variants"] = tuple(comma_list(args.variants))
     if args.no_augment:
         extra.update(eq_db=0.0, reverb_p=0.0)
+    if args.text == "transformer":
+        from generative.clap.config import compact_clap_config
+
+        extra["config"] = compact_clap_config()
+    if args.init_audio:
+        extra["init_audio"] = Path(args.init_audio)
+    if args.val_clips is not None:
+        extra["val_clips"] = args.val_clips
     out = train_clap(
         Path(args.corpus),
         Path(args.out),
@@ -178,6 +186,12 @@ def add_model_commands(sub: Any) -> None:
         "--variants", help="recorded field clips of these variants only: plain,augmented,mixture"
     )
     p.add_argument("--no-augment", action="store_true", help="no random EQ or room (ablation)")
+    p.add_argument(
+        "--text", choices=("sentence", "transformer"), default="sentence",
+        help="text side: the frozen sentence encoder (default) or a transformer trained here",
+    )  # fmt: skip
+    p.add_argument("--init-audio", help="start the audio branch from this compact checkpoint")
+    p.add_argument("--val-clips", type=int, help="val clips scored during training (default 400)")
     p.set_defaults(func=cmd_train_clap)
     p = train_sub.add_parser("diffatr", help="train the DiffATR reranker over CLAP features")
     p.add_argument("--corpus", required=True)

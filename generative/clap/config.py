@@ -28,6 +28,8 @@ CARD_FILE = "README.md"
 CLAP_KWARGS = ("embed_dim", "audio_cfg", "text_cfg", "quick_gelu", "joint_embed_shape", "mlp_act")
 AUDIO_KEYS = ("model_type", "model_name", "sample_rate", "window_size", "hop_size", "mel_bins")
 TEXT_KEYS = ("context_length", "vocab_size", "width", "heads", "layers")
+# The frozen sentence encoder's text branch (`generative.clap.sentence`) needs only its width.
+SENTENCE_TEXT_KEYS = ("width",)
 
 # PANN-6's convolutional stack ends in 512 channels and its first batch norm expects 64 mel
 # bins; both are fixed in laion-clap's code, whatever the config says.
@@ -111,6 +113,16 @@ def compact_clap_config() -> dict[str, Any]:
     }
 
 
+def sentence_clap_config() -> dict[str, Any]:
+    """The compact CLAP with the frozen sentence encoder as its text side: PANN-6 as in
+    `compact_clap_config`, and a trained projection of 384-d sentence vectors."""
+    return {**compact_clap_config(), "text_cfg": {"model_type": "sentence", "width": 384}}
+
+
+def is_sentence_config(config: dict[str, Any]) -> bool:
+    return bool(config.get("text_cfg", {}).get("model_type") == "sentence")
+
+
 def tiny_clap_config() -> dict[str, Any]:
     """A small random-weight config for tests: 1 s windows, 32-d embeddings, a 2-layer text
     transformer of width 32."""
@@ -133,16 +145,23 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """The constructor keyword arguments of a compact config; ValueError names what is wrong."""
     missing = [key for key in ("embed_dim", "audio_cfg", "text_cfg") if key not in config]
     missing += [f"audio_cfg.{k}" for k in AUDIO_KEYS if k not in config.get("audio_cfg", {})]
-    missing += [f"text_cfg.{k}" for k in TEXT_KEYS if k not in config.get("text_cfg", {})]
+    text = config.get("text_cfg", {})
+    kind = text.get("model_type", "transformer") if isinstance(text, dict) else None
+    keys = SENTENCE_TEXT_KEYS if kind == "sentence" else TEXT_KEYS
+    missing += [f"text_cfg.{k}" for k in keys if k not in text]
     if missing:
         raise ValueError(f"CLAP config lacks {', '.join(missing)}")
-    kwargs = copy.deepcopy({key: config[key] for key in CLAP_KWARGS if key in config})
-    kwargs["text_cfg"].setdefault("model_type", "transformer")
-    if kwargs["text_cfg"]["model_type"] != "transformer":
+    if kind not in ("transformer", "sentence"):
         raise ValueError(
-            "a compact CLAP uses laion-clap's 'transformer' text branch; "
-            f"got {kwargs['text_cfg']['model_type']!r}"
+            "a compact CLAP reads text with laion-clap's 'transformer' branch or the frozen "
+            f"'sentence' encoder; got {kind!r}"
         )
+    if kind == "sentence" and int(text["width"]) != 384:
+        raise ValueError(
+            f"the sentence encoder's vectors are 384-d; text_cfg.width is {text['width']}"
+        )
+    kwargs = copy.deepcopy({key: config[key] for key in CLAP_KWARGS if key in config})
+    kwargs["text_cfg"]["model_type"] = kind
     audio = kwargs["audio_cfg"]
     audio.setdefault("clip_samples", audio["sample_rate"] * 10)
     if audio["clip_samples"] <= 0:

@@ -3,7 +3,8 @@
 Two kinds of checkpoint load through `load_clap`:
 
 - a compact checkpoint folder (`config.json` + fp16 `model.safetensors` + `README.md` card),
-  laion-clap's `CLAP` with the `transformer` text branch and the bundled CLIP tokenizer;
+  laion-clap's `CLAP` with either the `transformer` text branch and the bundled CLIP tokenizer,
+  or the frozen sentence encoder and a trained projection (`generative.clap.sentence`);
 - an official LAION `.pt`/`.ckpt` file (HTSAT + RoBERTa), see `generative.clap.official`.
 
 Audio embeddings are deterministic: a wave is cut from its start into fixed, non-overlapping
@@ -30,6 +31,7 @@ from generative.clap.config import (
     WEIGHTS_FILE,
     clap_module,
     clip_tokens,
+    is_sentence_config,
     validate_config,
     waveform_input,
     window_samples,
@@ -79,13 +81,21 @@ class ClapModel:
         cls, module: torch.nn.Module, config: dict[str, Any], model_id: str, **kwargs: Any
     ) -> ClapModel:
         """Wrap a compact-config `CLAP` (freshly trained, or random as a baseline)."""
-        context = int(config["text_cfg"]["context_length"])
+        tokenize: Callable[[list[str]], Any]
+        if is_sentence_config(config):
+            from generative.clap.sentence import sentence_encoder
+
+            encoder = sentence_encoder(kwargs.get("device", "cpu"))
+            tokenize = encoder.encode
+        else:
+            context = int(config["text_cfg"]["context_length"])
+            tokenize = lambda texts: clip_tokens(texts, context)  # noqa: E731
         return cls(
             module,
             model_id=model_id,
             sample_rate=int(config["audio_cfg"]["sample_rate"]),
             window=window_samples(config),
-            tokenize=lambda texts: clip_tokens(texts, context),
+            tokenize=tokenize,
             audio_input=waveform_input(config["audio_cfg"]),
             **kwargs,
         )
@@ -201,10 +211,14 @@ def build_random_clap(config: dict[str, Any], seed: int) -> torch.nn.Module:
     import torch
 
     kwargs = validate_config(config)
-    model_class = clap_module().CLAP
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_class(**kwargs)
+        if is_sentence_config(config):
+            from generative.clap.sentence import build_sentence_clap
+
+            model = build_sentence_clap(kwargs)
+        else:
+            model = clap_module().CLAP(**kwargs)
     return model.eval()
 
 

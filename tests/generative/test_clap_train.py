@@ -214,3 +214,52 @@ def test_previous_splits_leave_out_the_recorded_packages(corpus: Path) -> None:
         "spoken",
     }
     assert [c.id for c in split_clips(everything, "test-previous")] == [c.id for c in test]
+
+
+def tiny_sentence_config() -> dict:
+    return {**tiny_clap_config(), "text_cfg": {"model_type": "sentence", "width": 384}}
+
+
+def test_sentence_text_side_trains_only_its_projection(corpus: Path, tmp_path: Path) -> None:
+    """A CLAP over the frozen sentence encoder: trains, saves without the encoder's weights,
+    loads back, and reads texts the same way after the round trip."""
+    from safetensors import safe_open
+
+    from generative.clap.load import load_clap
+    from generative.clap.train import train_clap
+
+    out = train_clap(
+        corpus, tmp_path / "s", seed=0, config=tiny_sentence_config(), batch_size=4,
+        max_steps=6, warmup_steps=2, val_clips=0, evaluate=False,
+    )  # fmt: skip
+    with safe_open(str(out / WEIGHTS_FILE), framework="pt") as f:
+        names = list(f.keys())
+    assert any(n.startswith("text_projection.") for n in names)
+    assert not any(n.startswith(("text_branch.", "token_embedding.")) for n in names)
+    model = load_clap(out)
+    assert "frozen sentence encoder" in (out / CARD_FILE).read_text()
+    vectors = model.embed_text(["a beep", "a hum", "a beep"])
+    assert vectors.shape == (3, 32)
+    assert np.allclose(vectors[0], vectors[2], atol=1e-5)
+    assert not np.allclose(vectors[0], vectors[1], atol=1e-3)
+
+
+def test_sentence_encoder_knows_words_the_corpus_never_taught() -> None:
+    """Paraphrases sit closer than unrelated sounds: what the frozen encoder brings."""
+    from generative.clap.sentence import sentence_encoder
+
+    queries = sentence_encoder().encode(["chopping wood", "a dog barking"]).numpy()
+    names = sentence_encoder().encode(["axe chop, wood", "dog bark", "glass break"]).numpy()
+    sims = queries @ names.T
+    assert sims[0].argmax() == 0 and sims[1].argmax() == 1
+
+
+def test_sentence_config_is_checked() -> None:
+    from generative.clap.config import validate_config
+
+    with pytest.raises(ValueError, match="384-d"):
+        validate_config({**tiny_clap_config(), "text_cfg": {"model_type": "sentence", "width": 96}})
+    with pytest.raises(ValueError, match="'bert'"):
+        text = {"model_type": "bert", "width": 1, "context_length": 1, "vocab_size": 1,
+                "heads": 1, "layers": 1}  # fmt: skip
+        validate_config({**tiny_clap_config(), "text_cfg": text})
