@@ -295,10 +295,13 @@ def format_markdown(results: dict[str, Any]) -> str:
             size = f"{metrics['clips']} clips, {metrics['captions']} captions"
             lines.append(f"| {split} ({size}) | {name} | {cells} |")
         if "random" in by_model:
-            ratios = [
-                by_model["trained"][key] / max(by_model["random"][key], 1e-9) for key, _ in METRICS
-            ]
-            cells = " | ".join(f"{r:.1f}×" for r in ratios)
+            # A random model that never ranks the right one first has no ratio worth printing.
+            cells = " | ".join(
+                f"{by_model['trained'][key] / by_model['random'][key]:.1f}×"
+                if by_model["random"][key] >= 1e-4
+                else "—"
+                for key, _ in METRICS
+            )
             lines.append(f"| {split} | trained ÷ random | {cells} |")
     return "\n".join(lines) + "\n\n" + format_library(results)
 
