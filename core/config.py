@@ -60,9 +60,15 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_keys: str = ""
+    # Folders (os.pathsep-separated, like PATH) under which the API may register and scan
+    # libraries. Empty: the data dir alone. The command line may index any folder.
+    library_roots: str = ""
     # Reads (search, sounds, jobs) are open unless this is set; writes always need a key
     # once FOLEY_API_KEYS is set.
     read_requires_key: bool = False
+    # Origins (comma-separated, e.g. https://sounds.example.org) whose pages may call the API
+    # from a browser. Empty: no CORS headers at all, so only the API's own page can.
+    cors_origins: str = ""
 
     # Jobs. Unset broker/result URLs mean the embedded default: SQLite files in the data dir.
     broker_url: str | None = None
@@ -156,6 +162,14 @@ class Settings(BaseSettings):
                 raise ValueError("FOLEY_DATA_DIR must be an absolute path in production")
             if not self.api_keys or "changethis" in self.api_keys:
                 raise ValueError("FOLEY_API_KEYS must be set to real keys in production")
+            if any(
+                not Path(p).expanduser().is_absolute()
+                for p in self.library_roots.split(os.pathsep)
+                if p.strip()
+            ):
+                raise ValueError("FOLEY_LIBRARY_ROOTS must be absolute paths in production")
+            if "*" in self.cors_origin_list:
+                raise ValueError("FOLEY_CORS_ORIGINS must name origins in production, not *")
         return self
 
     @property
@@ -193,6 +207,15 @@ class Settings(BaseSettings):
     @property
     def worker_queue_list(self) -> list[str]:
         return self.worker_queues.split(",")
+
+    @property
+    def library_root_list(self) -> list[Path]:
+        named = [p.strip() for p in self.library_roots.split(os.pathsep) if p.strip()]
+        return [Path(p).expanduser().resolve() for p in named] or [self.data_dir.resolve()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 
 from core.audio import content_type
@@ -47,7 +46,7 @@ class SoundPublic(BaseModel):
     channels: int
     format: str
     size: int
-    created_at: datetime
+    created_at: AwareDatetime
     locations: list[str]
     audio_url: str
     # Who wrote each of title, caption and tags: person, metadata (file and folder names) or
