@@ -34,7 +34,8 @@ def secrets_of(settings: Settings) -> set[str]:
     found = set(settings.api_key_set)
     if settings.qdrant_api_key:
         found.add(settings.qdrant_api_key)
-    for url in (settings.database_url, settings.broker_url, settings.result_backend):
+    urls = (settings.database_url, settings.broker_url, settings.result_backend)
+    for url in (*urls, settings.rate_limit_storage, settings.qdrant_url):
         password = urlsplit(url).password if url else None
         if password:
             found.update({password, unquote(password)})

@@ -13,6 +13,7 @@ from core.queue import JobQueue
 from core.redact import install_log_redaction
 from search.api.errors import error_openapi, install_error_handlers
 from search.api.headers import install_headers
+from search.api.ratelimit import RateLimits
 from search.api.routes import health, jobs, libraries, page, search, sounds, uploads
 from search.api.security import ReadAccess
 from search.service import Foley
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, foley: Foley | None = None) -> 
         app.state.foley = foley or opened
         _warn_if_open(app.state.foley.settings)
         app.state.queue = JobQueue(app.state.foley.settings)
+        app.state.rate_limits = RateLimits(app.state.foley.settings)
         try:
             yield
         finally:

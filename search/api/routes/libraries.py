@@ -16,6 +16,7 @@ from core.queue import QueueUnavailableError
 from core.roots import PathRefused, check_library_folder
 from search.api.deps import FoleyDep, QueueDep, SessionDep
 from search.api.errors import error_response
+from search.api.ratelimit import UploadLimit
 from search.api.routes.jobs import JobPublic, accepted, job_public
 from search.api.security import ReadAccess, WriteAccess
 
@@ -95,7 +96,7 @@ def list_libraries(session: SessionDep) -> LibrariesPublic:
     "/{library_id}/scan",
     status_code=202,
     response_model=JobPublic,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, UploadLimit],
     responses={
         403: {"description": "the folder is outside FOLEY_LIBRARY_ROOTS (or a wrong key)"},
         404: {"description": "no such library"},

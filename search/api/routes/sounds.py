@@ -19,6 +19,7 @@ from core.words import MAX_CAPTION, MAX_TAGS, MAX_TITLE, check_tags, edit_words
 from index_builder.captions import active_caption_job
 from search.api.deps import FoleyDep, QueueDep, SessionDep
 from search.api.errors import error_response
+from search.api.ratelimit import GenerationLimit
 from search.api.routes.jobs import JobPublic, accepted, job_public
 from search.api.security import WriteAccess
 
@@ -164,7 +165,7 @@ def edit_sound_words(session: SessionDep, sound_id: int, body: SoundWordsUpdate)
     "/{sound_id}/caption",
     status_code=202,
     response_model=JobPublic,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, GenerationLimit],
     responses={404: {"description": "no such sound"}, 503: {"description": "no job queue"}},
 )
 def caption_sound(session: SessionDep, queue: QueueDep, sound_id: int) -> JSONResponse:
