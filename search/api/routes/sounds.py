@@ -78,6 +78,8 @@ class SoundWordsUpdate(BaseModel):
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be blank")
+        if value is not None and "\x00" in value:  # PostgreSQL refuses NUL in text
+            raise ValueError("must not contain a NUL character")
         return value.strip() if value is not None else None
 
     @field_validator("tags")
