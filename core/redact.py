@@ -60,7 +60,10 @@ def redact(text: str) -> str:
 def _redacting_factory(previous: Any) -> Any:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record: logging.LogRecord = previous(*args, **kwargs)
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: logging reports it when the record is emitted
+            return record
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, None
