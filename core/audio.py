@@ -222,7 +222,18 @@ class _Source:
 
     def for_soundfile(self) -> str | BinaryIO:
         # A path lets libsndfile do its own I/O rather than call back into Python.
-        return str(self.path) if self.path is not None else io.BytesIO(self.data or b"")
+        return str(self.path) if self.path is not None else _ClampedBytes(self.data or b"")
+
+
+class _ClampedBytes(io.BytesIO):
+    """Bytes for libsndfile. A damaged header can make it seek before the start; BytesIO
+    raises there, and an exception inside soundfile's C callback is printed to stderr as a
+    traceback. Landing at the start instead lets the checks that follow refuse the file."""
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: len(self.getbuffer())}
+        target = base.get(whence, 0) + offset
+        return super().seek(max(target, 0))
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,7 @@ def fuzz(
         upload_one(client, foley, file, stats)
         search_one(client, file, stats)
     assert_nothing_left_by_failures(foley)
+    report(table, tmp)  # the API's part, in case the command line's fails
     for kind, counts in index_with_cli(foley.settings, files, tmp).items():
         table[kind].index = counts
     report(table, tmp)
