@@ -17,6 +17,7 @@ import math
 import os
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -81,6 +82,9 @@ class DecodeLimits:
     max_duration_s: float
     max_sample_rate: int
     max_channels: int
+    # Wall-clock seconds one file may take to decode; a file that decodes slower than this
+    # (a pathological stream, a starved machine) is refused rather than holding a request.
+    max_decode_s: float = 20.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DecodeLimits:
@@ -89,6 +93,7 @@ class DecodeLimits:
             max_duration_s=settings.max_duration_s,
             max_sample_rate=settings.max_sample_rate,
             max_channels=settings.max_channels,
+            max_decode_s=settings.max_decode_s,
         )
 
 
@@ -146,6 +151,10 @@ class UnsupportedSampleRateError(AudioError):
 
 class TooManyChannelsError(AudioError):
     code = "too_many_channels"
+
+
+class TooSlowError(AudioError):
+    code = "decode_too_slow"
 
 
 def is_audio_name(path: Path) -> bool:
@@ -213,7 +222,18 @@ class _Source:
 
     def for_soundfile(self) -> str | BinaryIO:
         # A path lets libsndfile do its own I/O rather than call back into Python.
-        return str(self.path) if self.path is not None else io.BytesIO(self.data or b"")
+        return str(self.path) if self.path is not None else _ClampedBytes(self.data or b"")
+
+
+class _ClampedBytes(io.BytesIO):
+    """Bytes for libsndfile. A damaged header can make it seek before the start; BytesIO
+    raises there, and an exception inside soundfile's C callback is printed to stderr as a
+    traceback. Landing at the start instead lets the checks that follow refuse the file."""
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: len(self.getbuffer())}
+        target = base.get(whence, 0) + offset
+        return super().seek(max(target, 0))
 
 
 @dataclass(frozen=True)
@@ -328,9 +348,16 @@ def _read_mono(
     if (sound.samplerate, sound.channels) != (sample_rate, header.info.channels):
         raise CorruptAudioError(src.label, "changed while it was being read")
     budget = _frame_budget(limits, sample_rate)
+    deadline = time.monotonic() + limits.max_decode_s
     blocks: list[np.ndarray] = []
     decoded = 0
     while True:
+        if time.monotonic() > deadline:
+            raise TooSlowError(
+                src.label,
+                f"took longer than {_format_seconds(limits.max_decode_s)} to decode "
+                f"({_format_seconds(decoded / sample_rate)} of audio so far)",
+            )
         # Ask for one frame past the budget so that a stream longer than allowed shows itself.
         wanted = min(_BLOCK_FRAMES, budget + 1 - decoded)
         try:

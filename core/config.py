@@ -56,13 +56,30 @@ class Settings(BaseSettings):
     max_duration_s: float = 600.0
     max_sample_rate: int = 192_000
     max_channels: int = 8
+    # Wall-clock seconds one file may take to decode.
+    max_decode_s: float = 20.0
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_keys: str = ""
+    # Folders (os.pathsep-separated, like PATH) under which the API may register and scan
+    # libraries. Empty: the data dir alone. The command line may index any folder.
+    library_roots: str = ""
     # Reads (search, sounds, jobs) are open unless this is set; writes always need a key
     # once FOLEY_API_KEYS is set.
     read_requires_key: bool = False
+    # Origins (comma-separated, e.g. https://sounds.example.org) whose pages may call the API
+    # from a browser. Empty: no CORS headers at all, so only the API's own page can.
+    cors_origins: str = ""
+
+    # Rate limits per API key (or per client address without a valid key), in the `limits`
+    # notation: "300/minute", "20/second;300/minute". Empty: no limit on that budget.
+    rate_limit_search: str = "300/minute"
+    rate_limit_uploads: str = "60/minute"
+    rate_limit_generation: str = "20/minute"
+    # Where the counts live: memory:// (one API process), or redis://... (shared by every API
+    # process). Unset: the broker's Redis when scaled out, else memory.
+    rate_limit_storage: str | None = None
 
     # Jobs. Unset broker/result URLs mean the embedded default: SQLite files in the data dir.
     broker_url: str | None = None
@@ -103,7 +120,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive number")
         return value
 
-    @field_validator("max_duration_s", "job_lease_s")
+    @field_validator("max_duration_s", "job_lease_s", "max_decode_s")
     @classmethod
     def _positive_float(cls, value: float) -> float:
         if value <= 0:
@@ -115,6 +132,27 @@ class Settings(BaseSettings):
     def _broker_scheme(cls, value: str | None) -> str | None:
         if value and not value.startswith(("redis://", "rediss://", "sqla+sqlite:///")):
             raise ValueError("must be a redis:// URL (or sqla+sqlite:/// for the embedded queue)")
+        return value
+
+    @field_validator("rate_limit_search", "rate_limit_uploads", "rate_limit_generation")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    f"must be limits like 300/minute or 10/second;300/minute, not {value!r}"
+                ) from None
+        return value.strip()
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _rate_limit_storage(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be memory:// or a redis:// URL")
         return value
 
     @field_validator("worker_queues")
@@ -156,6 +194,14 @@ class Settings(BaseSettings):
                 raise ValueError("FOLEY_DATA_DIR must be an absolute path in production")
             if not self.api_keys or "changethis" in self.api_keys:
                 raise ValueError("FOLEY_API_KEYS must be set to real keys in production")
+            if any(
+                not Path(p).expanduser().is_absolute()
+                for p in self.library_roots.split(os.pathsep)
+                if p.strip()
+            ):
+                raise ValueError("FOLEY_LIBRARY_ROOTS must be absolute paths in production")
+            if "*" in self.cors_origin_list:
+                raise ValueError("FOLEY_CORS_ORIGINS must name origins in production, not *")
         return self
 
     @property
@@ -193,6 +239,26 @@ class Settings(BaseSettings):
     @property
     def worker_queue_list(self) -> list[str]:
         return self.worker_queues.split(",")
+
+    @property
+    def library_root_list(self) -> list[Path]:
+        named = [p.strip() for p in self.library_roots.split(os.pathsep) if p.strip()]
+        return [Path(p).expanduser().resolve() for p in named] or [self.data_dir.resolve()]
+
+    @property
+    def rate_limit_storage_url(self) -> str:
+        if self.rate_limit_storage:
+            return self.rate_limit_storage
+        if not self.broker_is_embedded and self.broker_url:
+            return self.broker_url
+        return "memory://"
+
+    def rate_limit_for(self, budget: str) -> str:
+        return str(getattr(self, f"rate_limit_{budget}"))
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -83,10 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from core.audio import AudioError
+    from core.redact import install_log_redaction
     from core.vector_index import VectorIndexError
 
     try:
         settings = get_settings()
+        install_log_redaction(settings)
         return int(args.func(args, settings))
     except (ConfigError, CommandError, AudioError, VectorIndexError, FileNotFoundError) as exc:
         print(f"foley: {exc}", file=sys.stderr)

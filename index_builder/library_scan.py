@@ -6,6 +6,7 @@ captions follow as their own `caption` jobs, queued when the scan is done.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from core.audio import DecodeLimits
 from core.catalog import Library
 from core.db import Catalog
 from core.jobs import JobFailed, JobRun
+from core.roots import inside_roots
 from index_builder.captions import CaptionFollowUp, queue_captions
 from index_builder.embed import AudioEmbedder
 from index_builder.runner import index_library
@@ -29,15 +31,19 @@ def scan_library(
     *,
     batch_size: int = 16,
     captions: CaptionFollowUp | None = None,
+    roots: Sequence[Path] | None = None,
 ) -> dict[str, Any]:
     """The scan job: index the library named by `run.params["library_id"]`; then, with
-    `captions`, queue caption jobs for its sounds that have none yet."""
+    `captions`, queue caption jobs for its sounds that have none yet. With `roots` (the API's
+    library roots), a library whose folder is no longer inside one fails the job."""
     library_id = int(run.params.get("library_id", 0))
     with catalog.session() as session:
         library = session.get(Library, library_id)
         if library is None:
             raise JobFailed(f"library {library_id} is not registered")
         root = Path(library.path)
+    if roots is not None and not inside_roots(root, roots):
+        raise JobFailed(f"{root} is outside the library roots (FOLEY_LIBRARY_ROOTS)")
     if not root.is_dir():
         raise JobFailed(f"{root} is no longer a folder")
     run.progress(0.0, "looking for audio files")

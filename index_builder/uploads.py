@@ -78,7 +78,11 @@ MAX_FILENAME = 255
 
 def client_filename(raw: str | None) -> str:
     """The base name a client sent, without any folders it tried to smuggle in."""
-    name = PurePosixPath((raw or "").replace("\\", "/")).name.strip()
+    # Control characters (NUL above all: PostgreSQL refuses it in text) never reach a title.
+    printable = "".join(ch for ch in (raw or "") if ch.isprintable())
+    name = PurePosixPath(printable.replace("\\", "/")).name.strip()
+    if name in (".", ".."):
+        name = ""
     return name[:MAX_FILENAME] or "upload"
 
 

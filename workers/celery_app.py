@@ -35,6 +35,7 @@ from core.audio import DecodeLimits
 from core.config import QUEUES, Settings, get_settings
 from core.db import Catalog
 from core.queue import RECOVER_TASK, make_celery
+from core.redact import install_log_redaction
 from core.store import FileStore
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class WorkerContext:
 
     @classmethod
     def open(cls, settings: Settings) -> WorkerContext:
+        install_log_redaction(settings)
         settings.ensure_dirs()
         return cls(
             settings=settings,

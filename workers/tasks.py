@@ -98,7 +98,12 @@ def scan(self: JobTask, job_id: str) -> dict[str, Any]:
     return self.run_job(
         job_id,
         lambda c, run: scan_library(
-            c.catalog, c.model, c.limits, run, captions=_caption_follow_up(self, c)
+            c.catalog,
+            c.model,
+            c.limits,
+            run,
+            captions=_caption_follow_up(self, c),
+            roots=c.settings.library_root_list,
         ),
     )
 

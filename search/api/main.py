@@ -10,7 +10,10 @@ from fastapi import APIRouter, FastAPI
 
 from core.config import Settings, get_settings
 from core.queue import JobQueue
-from search.api.errors import install_error_handlers
+from core.redact import install_log_redaction
+from search.api.errors import error_openapi, install_error_handlers
+from search.api.headers import install_headers
+from search.api.ratelimit import RateLimits
 from search.api.routes import health, jobs, libraries, page, search, sounds, uploads
 from search.api.security import ReadAccess
 from search.service import Foley
@@ -36,17 +39,20 @@ def _warn_if_open(settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None, foley: Foley | None = None) -> FastAPI:
     """An app that opens Foley at start-up, or uses the one given (and leaves it open)."""
+    effective = foley.settings if foley is not None else settings or get_settings()
+    install_log_redaction(effective)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = None
         if foley is None:
-            opened = Foley.open(settings or get_settings())
+            opened = Foley.open(effective)
             opened.sync()
             opened.start_background_sync()
         app.state.foley = foley or opened
         _warn_if_open(app.state.foley.settings)
         app.state.queue = JobQueue(app.state.foley.settings)
+        app.state.rate_limits = RateLimits(app.state.foley.settings)
         try:
             yield
         finally:
@@ -58,6 +64,8 @@ def create_app(settings: Settings | None = None, foley: Foley | None = None) -> 
         title="Foley", summary="Search a sound library by description.", lifespan=lifespan
     )
     install_error_handlers(app)
+    install_headers(app, effective)
     app.include_router(api_router)
     app.include_router(page.router)
+    app.openapi = lambda: error_openapi(app)  # type: ignore[method-assign]
     return app

@@ -43,19 +43,19 @@ def check_key(settings: Settings, presented: str | None) -> None:
         raise HTTPException(403, "the API key is not one this server accepts")
 
 
-def _presented(header: str | None, token: HTTPAuthorizationCredentials | None) -> str | None:
+def presented_key(header: str | None, token: HTTPAuthorizationCredentials | None) -> str | None:
     if header:
         return header
     return token.credentials if token is not None else None
 
 
 def require_write_key(foley: FoleyDep, header: HeaderKey, token: BearerKey) -> None:
-    check_key(foley.settings, _presented(header, token))
+    check_key(foley.settings, presented_key(header, token))
 
 
 def require_read_key(foley: FoleyDep, header: HeaderKey, token: BearerKey) -> None:
     if foley.settings.read_requires_key:
-        check_key(foley.settings, _presented(header, token))
+        check_key(foley.settings, presented_key(header, token))
 
 
 WriteAccess = Depends(require_write_key)

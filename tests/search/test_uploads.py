@@ -51,7 +51,13 @@ def make_client(settings: Settings, clap: Any) -> Iterator[TestClient]:
 @pytest.fixture
 def keyed(settings: Settings, tiny_clap: Any) -> Iterator[TestClient]:
     yield from make_client(
-        settings.model_copy(update={"api_keys": f"{KEY}, other-key", "max_file_bytes": 200_000}),
+        settings.model_copy(
+            update={
+                "api_keys": f"{KEY}, other-key",
+                "max_file_bytes": 200_000,
+                "library_roots": str(settings.data_dir.parent),  # the test's tmp_path
+            }
+        ),
         tiny_clap,
     )
 

@@ -37,6 +37,8 @@ def deployment(
             "FOLEY_CAPTIONER_CHECKPOINT": str(tiny_captioner_dir(root, tiny_clap)),
             "FOLEY_API_KEYS": API_KEY,
             "FOLEY_JOB_LEASE_S": str(LEASE_S),
+            # Tests make their libraries in their own temporary folders.
+            "FOLEY_LIBRARY_ROOTS": str(tmp_path_factory.getbasetemp()),
             **backend,
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("FOLEY_")}
@@ -47,6 +49,7 @@ def deployment(
             captioner_checkpoint=Path(values["FOLEY_CAPTIONER_CHECKPOINT"]),
             api_keys=API_KEY,
             job_lease_s=LEASE_S,
+            library_roots=values["FOLEY_LIBRARY_ROOTS"],
             database_url=backend.get("FOLEY_DATABASE_URL"),
             broker_url=backend.get("FOLEY_BROKER_URL"),
             broker_key_prefix=backend.get("FOLEY_BROKER_KEY_PREFIX", ""),

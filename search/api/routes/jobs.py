@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from sqlalchemy.orm import Session
 
 from core.catalog import IndexState, Job, JobStatus
 from core.jobs import JobFinishedError, JobKind, cancel_job, list_jobs
+from core.redact import redact
 from index_builder.syncer import STATE_NAME
 from search.api.deps import QueueDep, SessionDep
 from search.api.errors import error_response
@@ -31,10 +31,10 @@ class JobPublic(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime | None
+    updated_at: AwareDatetime
     # For a job that wrote a sound: whether the index syncer has applied it yet.
     searchable: bool | None = None
     url: str
@@ -64,10 +64,10 @@ def job_public(job: Job, applied_seq: int | None = None) -> JobPublic:
         kind=job.kind,
         status=job.status,
         progress=job.progress,
-        message=job.message,
+        message=redact(job.message),
         params=dict(job.params),
         result=job.result,
-        error=job.error,
+        error=redact(job.error) if job.error else None,
         attempts=job.attempts,
         created_at=job.created_at,
         started_at=job.started_at,

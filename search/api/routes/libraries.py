@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.catalog import Job, JobStatus, Library, Location
 from core.jobs import ACTIVE, JobKind, new_job
 from core.queue import QueueUnavailableError
-from search.api.deps import QueueDep, SessionDep
+from core.roots import PathRefused, check_library_folder
+from search.api.deps import FoleyDep, QueueDep, SessionDep
 from search.api.errors import error_response
+from search.api.ratelimit import UploadLimit
 from search.api.routes.jobs import JobPublic, accepted, job_public
 from search.api.security import ReadAccess, WriteAccess
 
@@ -31,8 +31,8 @@ class LibraryPublic(BaseModel):
     id: int
     path: str
     name: str
-    created_at: datetime
-    last_scan_at: datetime | None
+    created_at: AwareDatetime
+    last_scan_at: AwareDatetime | None
     sounds: int
     scan_url: str
 
@@ -64,18 +64,17 @@ def _public(session: Session, library: Library) -> LibraryPublic:
     status_code=201,
     response_model=LibraryPublic,
     dependencies=[WriteAccess],
-    responses={400: {"description": "the path is not a folder"}},
+    responses={
+        400: {"description": "the path is not an absolute path to a folder"},
+        403: {"description": "the folder is outside FOLEY_LIBRARY_ROOTS (or a wrong key)"},
+    },
 )
-def create_library(session: SessionDep, body: LibraryCreate) -> Any:
-    """Register a folder as a library (registering it again returns the same library)."""
-    raw = Path(body.path).expanduser()
-    if not raw.is_absolute():
-        return error_response(400, "bad_path", f"{body.path} must be an absolute path")
-    root = raw.resolve()
-    if not root.exists():
-        return error_response(400, "not_found", f"{root} does not exist on the server")
-    if not root.is_dir():
-        return error_response(400, "not_a_folder", f"{root} is not a folder")
+def create_library(session: SessionDep, foley: FoleyDep, body: LibraryCreate) -> Any:
+    """Register a folder inside a library root (registering it again returns the same one)."""
+    try:
+        root = check_library_folder(body.path, foley.settings.library_root_list)
+    except PathRefused as exc:
+        return error_response(exc.status, exc.code, str(exc))
     library = session.scalar(select(Library).where(Library.path == str(root)))
     created = library is None
     if library is None:
@@ -97,12 +96,22 @@ def list_libraries(session: SessionDep) -> LibrariesPublic:
     "/{library_id}/scan",
     status_code=202,
     response_model=JobPublic,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, UploadLimit],
+    responses={
+        403: {"description": "the folder is outside FOLEY_LIBRARY_ROOTS (or a wrong key)"},
+        404: {"description": "no such library"},
+    },
 )
-def scan_library(session: SessionDep, queue: QueueDep, library_id: int) -> Any:
+def scan_library(session: SessionDep, foley: FoleyDep, queue: QueueDep, library_id: int) -> Any:
     """Index the library's folder as a job (a scan already under way is returned instead)."""
-    if session.get(Library, library_id) is None:
+    library = session.get(Library, library_id)
+    if library is None:
         raise HTTPException(404, f"no library with id {library_id}")
+    try:
+        # Registered from the command line, or the roots changed, or the folder became a link.
+        check_library_folder(library.path, foley.settings.library_root_list)
+    except PathRefused as exc:
+        return error_response(exc.status, exc.code, str(exc))
     active = session.scalars(
         select(Job).where(Job.kind == JobKind.scan.value, Job.status.in_(ACTIVE))
     ).all()

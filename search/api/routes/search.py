@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from core.vector_index import SearchFilter
 from search.api.deps import FoleyDep
+from search.api.ratelimit import SearchLimit
 from search.pipeline import (
     MAX_K,
     QueryError,
@@ -20,7 +21,7 @@ from search.pipeline import (
     search_text,
 )
 
-router = APIRouter(prefix="/search", tags=["search"])
+router = APIRouter(prefix="/search", tags=["search"], dependencies=[SearchLimit])
 
 
 class SoundHitPublic(BaseModel):
@@ -58,6 +59,8 @@ def _filter(
         raise QueryError("min_duration is greater than max_duration")
     if source is not None and source not in {"library", "upload", "generated"}:
         raise QueryError("source must be one of library, upload, generated")
+    if any("\x00" in tag for tag in tags):
+        raise QueryError("a tag contains a NUL character")
     return SearchFilter(min_duration, max_duration, source, tuple(t.strip().lower() for t in tags))
 
 
@@ -77,6 +80,8 @@ async def search_by_text(
     ] = SearchMode.hybrid,
 ) -> SearchResults:
     """Find sounds matching a text description, best first."""
+    if "\x00" in q:  # no catalog stores it (PostgreSQL refuses it outright)
+        raise QueryError("q contains a NUL character")
     flt = _filter(min_duration, max_duration, source, tag or [])
     return _results(await run_in_threadpool(search_text, foley, q, k, flt, rerank, mode))
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 
 from core.audio import content_type
@@ -20,6 +19,7 @@ from core.words import MAX_CAPTION, MAX_TAGS, MAX_TITLE, check_tags, edit_words
 from index_builder.captions import active_caption_job
 from search.api.deps import FoleyDep, QueueDep, SessionDep
 from search.api.errors import error_response
+from search.api.ratelimit import GenerationLimit
 from search.api.routes.jobs import JobPublic, accepted, job_public
 from search.api.security import WriteAccess
 
@@ -47,7 +47,7 @@ class SoundPublic(BaseModel):
     channels: int
     format: str
     size: int
-    created_at: datetime
+    created_at: AwareDatetime
     locations: list[str]
     audio_url: str
     # Who wrote each of title, caption and tags: person, metadata (file and folder names) or
@@ -78,6 +78,8 @@ class SoundWordsUpdate(BaseModel):
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be blank")
+        if value is not None and "\x00" in value:  # PostgreSQL refuses NUL in text
+            raise ValueError("must not contain a NUL character")
         return value.strip() if value is not None else None
 
     @field_validator("tags")
@@ -165,7 +167,7 @@ def edit_sound_words(session: SessionDep, sound_id: int, body: SoundWordsUpdate)
     "/{sound_id}/caption",
     status_code=202,
     response_model=JobPublic,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, GenerationLimit],
     responses={404: {"description": "no such sound"}, 503: {"description": "no job queue"}},
 )
 def caption_sound(session: SessionDep, queue: QueueDep, sound_id: int) -> JSONResponse:

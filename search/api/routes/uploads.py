@@ -15,6 +15,7 @@ from core.store import FileStore, StoreError
 from index_builder.uploads import client_filename, discard_if_unused, receive_upload
 from search.api.deps import FoleyDep, QueueDep, StoreDep
 from search.api.errors import error_response
+from search.api.ratelimit import UploadLimit
 from search.api.routes.jobs import JobsPublic, accepted, jobs_public
 from search.api.security import WriteAccess
 from search.service import Foley
@@ -68,7 +69,7 @@ def _fail_unsent(foley: Foley, store: FileStore, jobs: list[Job], error: str) ->
     "",
     status_code=202,
     response_model=JobsPublic,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, UploadLimit],
     responses={413: {"description": "a file is over FOLEY_MAX_FILE_BYTES"}},
 )
 async def upload_files(
