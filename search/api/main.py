@@ -11,7 +11,16 @@ from fastapi import APIRouter, FastAPI
 from core.config import Settings, get_settings
 from core.queue import JobQueue
 from search.api.errors import install_error_handlers
-from search.api.routes import health, jobs, libraries, page, search, sounds, uploads
+from search.api.routes import (
+    health,
+    jobs,
+    libraries,
+    page,
+    pictures,
+    search,
+    sounds,
+    uploads,
+)
 from search.api.security import ReadAccess
 from search.service import Foley
 
@@ -20,6 +29,7 @@ log = logging.getLogger(__name__)
 api_router = APIRouter(prefix="/api")
 api_router.include_router(search.router, dependencies=[ReadAccess])
 api_router.include_router(sounds.router, dependencies=[ReadAccess])
+api_router.include_router(pictures.router, dependencies=[ReadAccess])
 api_router.include_router(health.router)
 api_router.include_router(jobs.router)
 api_router.include_router(uploads.router)
