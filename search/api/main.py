@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from core.config import Settings, get_settings
 from core.queue import JobQueue
@@ -70,4 +71,6 @@ def create_app(settings: Settings | None = None, foley: Foley | None = None) -> 
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(page.router)
+    # The page's script and styles; no build step, nothing from another site.
+    app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     return app

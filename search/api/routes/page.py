@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse
 
 router = APIRouter(include_in_schema=False)
 
-PAGE = Path(__file__).resolve().parents[2] / "static" / "index.html"
+STATIC = Path(__file__).resolve().parents[2] / "static"
+PAGE = STATIC / "index.html"
 
 
 @router.get("/")
