@@ -1,6 +1,6 @@
-"""A real Foley server and a real browser for the page's tests: `foley index` over a folder of
-generated clips, then `foley serve` (API, index syncer and a job worker) on a free port, and
-Debian's chromium driven by Playwright. Nothing reaches the network."""
+"""A real Foley server and a real browser for the page's tests: a folder of generated clips
+indexed with the tiny test CLAP, then `foley serve` (API, index syncer and a job worker) over
+it on a free port, and Debian's chromium driven by Playwright. Nothing reaches the network."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ from pathlib import Path
 
 import httpx
 
+from core.audio import DecodeLimits
+from core.config import Settings
+from core.db import Catalog
+from index_builder.runner import index_library
 from tests.sounds import write_library
 from tests.workers.deployment import ROOT
 from tests.workers.test_serve import free_port
@@ -69,18 +73,31 @@ def _wait_healthy(url: str, serve: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.3)
 
 
-@contextmanager
-def running_server(root: Path, clap_dir: Path) -> Iterator[Server]:
-    """A library of 30 clips of 3 s (three folders: their tags) indexed and served."""
-    library = root / "library"
+def index_clips(library: Path, data_dir: Path, clap: object) -> None:
+    """30 clips of 3 s in three folders (their tags), indexed in this process (the CLAP is
+    already loaded here; `foley serve` applies the outbox to its index when it starts)."""
     write_library(library, seconds=3.0)
+    settings = Settings(data_dir=data_dir, database_url=None, qdrant_url=None)
+    settings.ensure_dirs()
+    catalog = Catalog(settings.catalog_url)
+    try:
+        index_library(catalog, clap, library, DecodeLimits.from_settings(settings))
+    finally:
+        catalog.dispose()
+
+
+@contextmanager
+def running_server(root: Path, clap_dir: Path, clap: object) -> Iterator[Server]:
+    """`foley serve` over a freshly indexed library, stopped with Ctrl-C at the end."""
+    library = root / "library"
+    index_clips(library, root / "data", clap)
     port = free_port()
     env = _env(root, clap_dir, port)
     log = root / "serve.log"
-    python = [sys.executable, "-m", "foley"]
-    subprocess.run([*python, "index", str(library)], cwd=ROOT, env=env, check=True)
     with log.open("wb") as out:
-        serve = subprocess.Popen([*python, "serve"], cwd=ROOT, env=env, stdout=out, stderr=out)
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "foley", "serve"], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, serve, log)

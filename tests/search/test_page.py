@@ -29,15 +29,24 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    ConsoleMessage,
+    Page,
+    Response,
+    expect,
+    sync_playwright,
+)
 
 PAGE_BYTES_LIMIT = 100 * 1024
 ROWS = 20
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_clap_dir: Path) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("page"), tiny_clap_dir) as running:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_clap_dir: Path, tiny_clap: object
+) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("page"), tiny_clap_dir, tiny_clap) as running:
         yield running
 
 
@@ -123,16 +132,18 @@ def test_search_shows_rows_with_pictures_and_loads_no_audio(page: Page, server: 
     audio_requests: list[str] = []
     page.on("request", lambda r: "/audio" in r.url and audio_requests.append(r.url))
     weights: dict[str, int] = {}
-    page.on(
-        "response",
-        lambda r: r.url.split("?")[0].rstrip("/") in (server.url, *_assets(server))
-        and weights.__setitem__(r.url, len(r.body())),
-    )
+    page_files = (server.url, *(f"{server.url}/static/app.{ext}" for ext in ("js", "css")))
+
+    def weigh(response: Response) -> None:
+        if response.url.rstrip("/") in page_files:
+            weights[response.url] = len(response.body())
+
+    page.on("response", weigh)
     page.goto("/")
     search(page, "a short bright tone")
     rows = page.locator("#results .hit")
     expect(rows).to_have_count(ROWS)
-    expect(page.locator("#status")).to_have_text('20 sounds for “a short bright tone”.')
+    expect(page.locator("#status")).to_have_text("20 sounds for “a short bright tone”.")
     page.wait_for_function(
         "() => [...document.querySelectorAll('#results .hit img')].slice(0, 5)"
         ".every(img => img.complete && img.naturalWidth === 195 && img.naturalHeight === 101)"
@@ -143,7 +154,9 @@ def test_search_shows_rows_with_pictures_and_loads_no_audio(page: Page, server: 
     expect(first.locator(".meta")).to_contain_text("library")
     expect(first.locator(".tags .chip")).to_have_count(1)
     expect(first.locator("img")).to_have_attribute("alt", re.compile("^waveform of clip"))
-    expect(first.locator(".download")).to_have_attribute("href", re.compile(r"/api/sounds/\d+/audio"))
+    expect(first.locator(".download")).to_have_attribute(
+        "href", re.compile(r"/api/sounds/\d+/audio")
+    )
     assert audio_requests == [], "audio was fetched before anything was played"
     shot(page, "list-view")
 
@@ -151,10 +164,6 @@ def test_search_shows_rows_with_pictures_and_loads_no_audio(page: Page, server: 
     total = sum(weights.values())
     print(f"page weight {total} bytes {weights}; API answer to rows on screen {timings} ms")
     assert len(weights) == 3 and total < PAGE_BYTES_LIMIT
-
-
-def _assets(server: Server) -> tuple[str, ...]:
-    return tuple(f"{server.url}/static/app.{ext}" for ext in ("js", "css"))
 
 
 def test_one_sound_plays_at_a_time_with_a_moving_line(page: Page) -> None:
@@ -234,8 +243,9 @@ def test_search_by_example_file_drop_and_find_similar(page: Page, server: Server
     expect(rows.first.locator(".title")).to_have_text("clip 07")
     expect(page.locator("#chips .chip")).to_have_text(["like clip_07.flac"])
 
+    audio_url = rows.first.locator(".download").get_attribute("href")
     page.goto("/")
-    page.evaluate(DROP, {"selector": "#example", "url": rows.first.locator(".download").get_attribute("href")})
+    page.evaluate(DROP, {"selector": "#example", "url": audio_url})
     expect(rows.first.locator(".title")).to_have_text("clip 07")
     expect(page.locator("#status")).to_contain_text("like dropped.flac")
 
@@ -252,7 +262,8 @@ DROP = """async ({selector, url}) => {
   transfer.items.add(new File([bytes], "dropped.flac", {type: "audio/flac"}));
   const zone = document.querySelector(selector);
   for (const type of ["dragover", "drop"])
-    zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    zone.dispatchEvent(
+      new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
 }"""
 
 
@@ -272,7 +283,9 @@ def test_upload_is_followed_until_its_row_appears(
     page.goto("/")
     page.set_input_files("#files", str(good))
     first = page.locator("#uploads .upload").first
-    expect(first.locator(".why")).to_have_text("This needs an API key: enter it under “Add sounds”.")
+    expect(first.locator(".why")).to_have_text(
+        "This needs an API key: enter it under “Add sounds”."
+    )
     expect(page.locator("#key")).to_be_focused()
 
     page.fill("#key", API_KEY)
