@@ -207,7 +207,7 @@ function show(body, append) {
     stop();
     list.replaceChildren();
   }
-  list.append(...body.data.slice(list.children.length).map(row));
+  list.append(...body.data.slice(list.children.length).map((hit) => row(hit)));
   $("#more").hidden = body.count < state.k || state.k >= MAX_K;
   const what = example ? `like ${example.name}` : state.like ? `like sound ${state.like}` : `for “${state.q}”`;
   if (body.count === 0) {
@@ -313,7 +313,9 @@ function moveLine(li, audio) {
 
 function toggle(li) {
   const audio = audioOf(li);
-  if (audio.paused) audio.play().catch((error) => showError(`Cannot play “${li.hit.title}”: ${error.message}`));
+  // AbortError: another sound started before this one could; nothing went wrong.
+  const failed = (error) => error.name !== "AbortError" && showError(`Cannot play “${li.hit.title}”: ${error.message}`);
+  if (audio.paused) audio.play().catch(failed);
   else audio.pause();
 }
 

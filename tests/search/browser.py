@@ -36,7 +36,8 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 API_KEY = "page-test-key"
-START_TIMEOUT_S = 120
+# Generous: a loaded machine can take minutes to import torch twice (API and worker).
+START_TIMEOUT_S = 900
 
 
 @dataclass(frozen=True)
