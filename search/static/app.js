@@ -579,6 +579,7 @@ function wire() {
   dropZone($("#drop"), (files) => files.forEach(uploadFile));
   document.addEventListener("keydown", onKey);
   window.addEventListener("popstate", () => {
+    example = null; // a chosen clip is not in the URL, so going back leaves it
     readUrl();
     fillForm();
     search(false);

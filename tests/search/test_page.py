@@ -103,7 +103,7 @@ def shot(page: Page, name: str) -> None:
     folder = os.environ.get("FOLEY_PAGE_SHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
 def search(page: Page, query: str) -> None:
@@ -297,7 +297,6 @@ def test_upload_is_followed_until_its_row_appears(
     page.set_input_files("#files", [str(good), str(bad)])
     items = page.locator("#uploads .upload")
     expect(items).to_have_count(2)
-    shot(page, "upload-in-progress")
     done = items.filter(has_text="bell in hall.wav").first
     expect(done).to_have_attribute("data-status", "succeeded", timeout=60_000)
     new_row = done.locator(".hit")
@@ -424,6 +423,7 @@ def test_cancel_a_queued_upload(page: Page, server: Server, tmp_path: Path) -> N
     page.set_input_files("#files", str(wav))
     item = page.locator("#uploads .upload").first
     expect(item).to_have_attribute("data-status", "queued")
+    shot(page, "upload-in-progress")
     item.get_by_role("button", name="Cancel late.wav").click()
     expect(item).to_have_attribute("data-status", "cancelled")
     expect(item.locator(".state")).to_have_text("cancelled")
