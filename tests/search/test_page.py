@@ -145,7 +145,7 @@ def test_search_shows_rows_with_pictures_and_loads_no_audio(page: Page, server: 
     expect(rows).to_have_count(ROWS)
     expect(page.locator("#status")).to_have_text("20 sounds for “a short bright tone”.")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#results .hit img')].slice(0, 5)"
+        "() => [...document.querySelectorAll('#results .hit img')].slice(0, 6)"
         ".every(img => img.complete && img.naturalWidth === 195 && img.naturalHeight === 101)"
     )
     first = rows.first
