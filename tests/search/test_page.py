@@ -40,6 +40,9 @@ from playwright.sync_api import (  # noqa: E402
 
 PAGE_BYTES_LIMIT = 100 * 1024
 ROWS = 20
+# How long an expectation waits for the page, not a limit on it: a loaded machine is slow.
+WAIT_MS = 60_000
+expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +90,7 @@ def page(
 ) -> Iterator[Page]:  # fmt: skip
     context = browser.new_context(base_url=server.url, viewport={"width": 1100, "height": 900})
     opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
     opened.on("console", console.record)
     opened.on("pageerror", lambda error: console.errors.append(f"page error: {error}"))
     yield opened
