@@ -259,6 +259,7 @@ def test_search_by_example_file_drop_and_find_similar(page: Page, server: Server
     like_id = rows.first.get_attribute("data-id")
     rows.first.get_by_role("button", name="Find sounds similar to clip 07").click()
     expect(page).to_have_url(re.compile(rf"like={like_id}"))
+    expect(page.locator("#status")).to_have_text(f"20 sounds like sound {like_id}.")
     expect(rows).to_have_count(ROWS)
     assert like_id not in rows.evaluate_all("all => all.map(r => r.dataset.id)")
 
