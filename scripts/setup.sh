@@ -10,6 +10,17 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
     exit 1
 fi
 
+# The browser tests drive Debian's chromium through Playwright; a browser is never downloaded.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+    as_root=()
+    [ "$(id -u)" = 0 ] || as_root=(sudo -n)
+    if ! "${as_root[@]}" apt-get install -y -q chromium >/dev/null; then
+        "${as_root[@]}" apt-get update -q >/dev/null || true
+        "${as_root[@]}" apt-get install -y -q chromium >/dev/null \
+            || echo "warning: could not install chromium: the browser tests will be skipped" >&2
+    fi
+fi
+
 stamp=.venv/.foley-setup
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

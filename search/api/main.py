@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from core.config import Settings, get_settings
 from core.queue import JobQueue
@@ -14,7 +15,16 @@ from core.redact import install_log_redaction
 from search.api.errors import error_openapi, install_error_handlers
 from search.api.headers import install_headers
 from search.api.ratelimit import RateLimits
-from search.api.routes import health, jobs, libraries, page, search, sounds, uploads
+from search.api.routes import (
+    health,
+    jobs,
+    libraries,
+    page,
+    pictures,
+    search,
+    sounds,
+    uploads,
+)
 from search.api.security import ReadAccess
 from search.service import Foley
 
@@ -23,6 +33,7 @@ log = logging.getLogger(__name__)
 api_router = APIRouter(prefix="/api")
 api_router.include_router(search.router, dependencies=[ReadAccess])
 api_router.include_router(sounds.router, dependencies=[ReadAccess])
+api_router.include_router(pictures.router, dependencies=[ReadAccess])
 api_router.include_router(health.router)
 api_router.include_router(jobs.router)
 api_router.include_router(uploads.router)
@@ -68,4 +79,6 @@ def create_app(settings: Settings | None = None, foley: Foley | None = None) -> 
     app.include_router(api_router)
     app.include_router(page.router)
     app.openapi = lambda: error_openapi(app)  # type: ignore[method-assign]
+    # The page's script and styles; no build step, nothing from another site.
+    app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     return app

@@ -25,3 +25,11 @@ def open_indexed(settings: Settings, clap, library: Path) -> Foley:  # noqa: ANN
 def client(foley: Foley) -> Iterator[TestClient]:
     with TestClient(create_app(foley=foley)) as test_client:
         yield test_client
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+    """Keep each phase's report on the test, so a fixture can see that the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

@@ -127,10 +127,13 @@ def test_page_has_security_headers_and_a_strict_policy(client: TestClient) -> No
     policy = page.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
     assert "unsafe-inline" not in policy
-    script = re.search(r"<script>(.*?)</script>", page.text, re.DOTALL)
-    assert script is not None
-    digest = base64.b64encode(hashlib.sha256(script.group(1).encode()).digest()).decode()
-    assert f"'sha256-{digest}'" in policy  # the page's own script may run, nothing else
+    # The page's own files may run and style it; no other site, no inline code without its hash.
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "http" not in policy and "*" not in policy
+    for body in re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL):
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy
+    assert client.get("/static/app.js").status_code == 200
     api = client.get("/api/health")
     assert api.headers["x-content-type-options"] == "nosniff"
 

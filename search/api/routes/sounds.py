@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from core.audio import content_type
 from core.catalog import JobStatus, Library, Sound
@@ -22,6 +23,7 @@ from search.api.errors import error_response
 from search.api.ratelimit import GenerationLimit
 from search.api.routes.jobs import JobPublic, accepted, job_public
 from search.api.security import WriteAccess
+from search.service import Foley
 
 router = APIRouter(prefix="/sounds", tags=["sounds"])
 
@@ -196,14 +198,7 @@ def get_sound_audio(
     range_header: Annotated[str | None, Header(alias="range")] = None,
 ) -> Response:
     """Stream a sound's file; supports HTTP Range requests."""
-    sound = session.get(Sound, sound_id)
-    if sound is None:
-        raise HTTPException(404, f"no sound with id {sound_id}")
-    roots = [Path(p) for p in session.scalars(select(Library.path))]
-    roots.append(foley.settings.data_dir.resolve())
-    path = _servable_path([loc.path for loc in sound.locations], roots)
-    if path is None:
-        raise HTTPException(404, f"sound {sound_id} has no readable file inside a library")
+    path = sound_file(foley, session, find_sound(session, sound_id))
     media_type = content_type(path)
     size = path.stat().st_size
     if range_header is None:
@@ -217,6 +212,24 @@ def get_sound_audio(
     return StreamingResponse(
         _read_range(path, start, end), status_code=206, media_type=media_type, headers=headers
     )
+
+
+def find_sound(session: Session, sound_id: int) -> Sound:
+    """The sound, or 404."""
+    sound = session.get(Sound, sound_id)
+    if sound is None:
+        raise HTTPException(404, f"no sound with id {sound_id}")
+    return sound
+
+
+def sound_file(foley: Foley, session: Session, sound: Sound) -> Path:
+    """The sound's first readable file inside a library root or the data dir, or 404."""
+    roots = [Path(p) for p in session.scalars(select(Library.path))]
+    roots.append(foley.settings.data_dir.resolve())
+    path = _servable_path([loc.path for loc in sound.locations], roots)
+    if path is None:
+        raise HTTPException(404, f"sound {sound.id} has no readable file inside a library")
+    return path
 
 
 def _servable_path(paths: list[str], roots: list[Path]) -> Path | None:
