@@ -56,6 +56,8 @@ def _env(root: Path, clap_dir: Path, port: int) -> dict[str, str]:
         FOLEY_CAPTION_ON_SCAN="false",
         FOLEY_API_PORT=str(port),
         FOLEY_API_KEYS=API_KEY,
+        # the tests' own folders sit beside the server's root, in pytest's temp dir
+        FOLEY_LIBRARY_ROOTS=str(root.parent),
         HF_HUB_OFFLINE="1",
     )
     return env
