@@ -155,4 +155,6 @@ def test_health_reports_each_part(client: TestClient, foley: Foley) -> None:
 def test_search_page_is_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "/api/search" in page.text
+    assert '<script src="/static/app.js"' in page.text
+    script = client.get("/static/app.js")
+    assert script.status_code == 200 and "/api/search" in script.text
