@@ -36,7 +36,10 @@ def check_library_folder(raw: str, roots: Sequence[Path]) -> Path:
     """
     if "\x00" in raw:
         raise PathRefused("bad_path", 400, "the path contains a NUL byte")
-    path = Path(raw).expanduser()
+    try:
+        path = Path(raw).expanduser()
+    except RuntimeError:  # `~someone` names a user this machine does not have
+        raise PathRefused("bad_path", 400, f"{raw}: no such user's home folder") from None
     if not path.is_absolute():
         raise PathRefused("bad_path", 400, f"{raw} must be an absolute path")
     try:
