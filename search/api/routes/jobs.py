@@ -93,6 +93,20 @@ def accepted(body: BaseModel, first_job_id: str) -> JSONResponse:
     )
 
 
+def send_or_fail(session: Session, queue: Any, job: Job) -> JSONResponse:
+    """Queue a committed job: 202 with it, or, with the queue down, the job failed with the
+    reason and a 503 (the job row stays, so the failure can be read back)."""
+    from core.queue import QueueUnavailableError
+
+    try:
+        queue.send(job.id, job.kind)
+    except QueueUnavailableError as exc:
+        job.status, job.error = JobStatus.failed.value, str(exc)
+        session.commit()
+        return error_response(503, "queue_unavailable", str(exc))
+    return accepted(job_public(job), job.id)
+
+
 @router.get("", response_model=JobsPublic, dependencies=[ReadAccess])
 def get_jobs(
     session: SessionDep,

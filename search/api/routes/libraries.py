@@ -10,14 +10,13 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.catalog import Job, JobStatus, Library, Location
+from core.catalog import Job, Library, Location
 from core.jobs import ACTIVE, JobKind, new_job
-from core.queue import QueueUnavailableError
 from core.roots import PathRefused, check_library_folder
 from search.api.deps import FoleyDep, QueueDep, SessionDep
 from search.api.errors import error_response
 from search.api.ratelimit import UploadLimit
-from search.api.routes.jobs import JobPublic, accepted, job_public
+from search.api.routes.jobs import JobPublic, accepted, job_public, send_or_fail
 from search.api.security import ReadAccess, WriteAccess
 
 router = APIRouter(prefix="/libraries", tags=["libraries"])
@@ -120,10 +119,4 @@ def scan_library(session: SessionDep, foley: FoleyDep, queue: QueueDep, library_
             return accepted(job_public(job), job.id)
     job = new_job(session, JobKind.scan.value, {"library_id": library_id})
     session.commit()
-    try:
-        queue.send(job.id, job.kind)
-    except QueueUnavailableError as exc:
-        job.status, job.error = JobStatus.failed.value, str(exc)
-        session.commit()
-        return error_response(503, "queue_unavailable", str(exc))
-    return accepted(job_public(job), job.id)
+    return send_or_fail(session, queue, job)

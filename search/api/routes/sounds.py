@@ -13,15 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.audio import content_type
-from core.catalog import JobStatus, Library, Sound
+from core.catalog import Library, Sound
 from core.jobs import JobKind, new_job
-from core.queue import QueueUnavailableError
 from core.words import MAX_CAPTION, MAX_TAGS, MAX_TITLE, check_tags, edit_words
 from index_builder.captions import active_caption_job
 from search.api.deps import FoleyDep, QueueDep, SessionDep
-from search.api.errors import error_response
 from search.api.ratelimit import GenerationLimit
-from search.api.routes.jobs import JobPublic, accepted, job_public
+from search.api.routes.jobs import JobPublic, accepted, job_public, send_or_fail
 from search.api.security import WriteAccess
 from search.service import Foley
 
@@ -181,13 +179,7 @@ def caption_sound(session: SessionDep, queue: QueueDep, sound_id: int) -> JSONRe
         return accepted(job_public(running), running.id)
     job = new_job(session, JobKind.caption.value, {"sound_ids": [sound_id], "force": True})
     session.commit()
-    try:
-        queue.send(job.id, job.kind)
-    except QueueUnavailableError as exc:
-        job.status, job.error = JobStatus.failed.value, str(exc)
-        session.commit()
-        return error_response(503, "queue_unavailable", str(exc))
-    return accepted(job_public(job), job.id)
+    return send_or_fail(session, queue, job)
 
 
 @router.get("/{sound_id}/audio", response_model=None)
