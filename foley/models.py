@@ -162,6 +162,28 @@ def cmd_eval_caption(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_search(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.captioner.eval import split_words
+    from generative.captioner.pipeline import load_captioner
+    from generative.clap.load import load_clap
+    from search.evaluate import evaluate_split, format_table
+
+    clap = load_clap(Path(args.clap_checkpoint or settings.clap_checkpoint))
+    captioner = load_captioner(Path(args.checkpoint or settings.captioner_checkpoint), clap=clap)
+    report: dict[str, Any] = {"clap": clap.model_id, "captioner": captioner.model_id, "splits": {}}
+    for split in comma_list(args.splits):
+        # The clips' only words are the captioner's, made without their file names.
+        words = split_words(Path(args.corpus), captioner, split, threads=args.threads)
+        report["splits"][split] = evaluate_split(
+            Path(args.corpus), split, clap, words, settings=settings
+        )
+        print(f"**{split}** (library protocol; words: generated captions and tags only)\n")
+        print(format_table(report["splits"][split]) + "\n", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def add_model_commands(sub: Any) -> None:
     corpus = sub.add_parser("corpus", help="the Foley training corpus")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
@@ -248,3 +270,13 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--card", action="store_true", help="write the tables into the model card")
     p.set_defaults(func=cmd_eval_caption)
+    p = eval_sub.add_parser(
+        "search", help="search modes audio, words and hybrid on corpus splits (library protocol)"
+    )
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint", help="captioner checkpoint folder (default: settings)")
+    p.add_argument("--clap-checkpoint", help="CLAP checkpoint (default: settings)")
+    p.add_argument("--splits", default="test,ood-real", help="comma-separated splits")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.set_defaults(func=cmd_eval_search)

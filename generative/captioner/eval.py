@@ -170,6 +170,29 @@ def evaluate_split(
     }
 
 
+def split_words(
+    corpus_dir: Path, captioner: Captioner, split: str, threads: int = 2
+) -> dict[str, dict[str, Any]]:
+    """{clip id: {"caption", "tags"}} for every clip of a split, captioned without metadata
+    (as a library whose file names say nothing), from the cached CLAP frames."""
+    import torch
+
+    from generative.captioner.features import corpus_frames
+
+    torch.set_num_threads(threads)
+    clips = [c for c in read_corpus(corpus_dir) if c.split == split]
+    if not clips:
+        raise ValueError(f"split {split!r} has no clips in {corpus_dir}")
+    frames = corpus_frames(corpus_dir, captioner.clap, clips)
+    captions = generate(captioner, frames, clips, "none")
+    audio = frames.embedding[frames.rows([c.id for c in clips])]
+    tags = captioner.tags.select(captioner.tags.scores(audio, captioner.tag_text(), captions))
+    return {
+        c.id: {"caption": caption, "tags": list(clip_tags)}
+        for c, caption, clip_tags in zip(clips, captions, tags, strict=True)
+    }
+
+
 def run_eval(
     corpus_dir: Path, checkpoint: Path, clap_checkpoint: Path | None = None,
     splits: Sequence[str] = EVAL_SPLITS, max_clips: int | None = MAX_CLIPS, threads: int = 2,

@@ -197,3 +197,12 @@ def test_training_run_writes_a_loadable_checkpoint(tiny_clap_dir: Path, tmp_path
     assert loaded.config.num_beams in (1, 2, 3)
     assert len(loaded.tags.thresholds) == len(loaded.tags.labels) == 4
     assert 3 <= len(loaded.caption([tone(0, 1.0)])[0].tags) <= 4
+    # The words a search evaluation gives each clip of a split: captioned without metadata.
+    from generative.captioner.eval import split_words
+
+    words = split_words(tmp_path / "corpus", loaded, "val", threads=1)
+    assert sorted(words) == [f"c{i:03d}" for i in range(24) if i % 6 == 5]
+    for clip_words in words.values():
+        assert isinstance(clip_words["caption"], str) and 3 <= len(clip_words["tags"]) <= 4
+    with pytest.raises(ValueError, match="no clips"):
+        split_words(tmp_path / "corpus", loaded, "ood-real", threads=1)
