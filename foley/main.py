@@ -22,6 +22,8 @@ from foley.service import add_service_commands
 
 log = logging.getLogger("foley")
 
+LONG_RUNNING = ("corpus", "train", "eval")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -78,8 +80,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Training, evaluation and corpus builds run for minutes to an hour: their progress shows.
+    long_running = args.command in LONG_RUNNING
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if args.verbose or long_running else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from core.audio import AudioError
