@@ -89,12 +89,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.audio import AudioError
     from core.redact import install_log_redaction
     from core.vector_index import VectorIndexError
+    from generative.errors import ModelLoadError
 
     try:
         settings = get_settings()
         install_log_redaction(settings)
         return int(args.func(args, settings))
-    except (ConfigError, CommandError, AudioError, VectorIndexError, FileNotFoundError) as exc:
+    except (
+        ConfigError,
+        CommandError,
+        AudioError,
+        VectorIndexError,
+        ModelLoadError,
+        FileNotFoundError,
+    ) as exc:
         print(f"foley: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -44,6 +44,7 @@ from generative.captioner.tokenizer import (
     metadata_text,
     train_tokenizer,
 )
+from generative.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from generative.clap.model import ClapModel
@@ -65,7 +66,7 @@ class CaptionResult:
     segments: list[Segment] = field(default_factory=list)
 
 
-class CaptionerLoadError(RuntimeError):
+class CaptionerLoadError(ModelLoadError):
     """A captioner checkpoint is missing, unreadable, or made for another CLAP."""
 
 

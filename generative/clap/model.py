@@ -36,6 +36,7 @@ from generative.clap.config import (
     waveform_input,
     window_samples,
 )
+from generative.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 _FRONT_END = ("spectrogram_extractor.", "logmel_extractor.")
 
 
-class ClapLoadError(RuntimeError):
+class ClapLoadError(ModelLoadError):
     """A CLAP checkpoint is missing, unreadable or does not match its config."""
 
 

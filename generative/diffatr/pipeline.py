@@ -16,6 +16,7 @@ from generative.diffatr.model import (
     build_denoiser,
 )
 from generative.diffatr.sampler import DiffATRSampler
+from generative.errors import ModelLoadError
 
 
 class DiffATR:
@@ -47,7 +48,7 @@ class DiffATR:
         return np.asarray(clap_scores, dtype=np.float64) + weight * np.asarray(probs)
 
 
-class DiffATRLoadError(RuntimeError):
+class DiffATRLoadError(ModelLoadError):
     """A DiffATR checkpoint is missing, unreadable or does not match its config."""
 
 

@@ -47,6 +47,13 @@ def test_index_rejects_a_missing_folder(env: dict[str, str], tmp_path: Path) -> 
     assert "nowhere is not a folder" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_evaluating_a_missing_checkpoint_says_which(env: dict[str, str], tmp_path: Path) -> None:
+    missing = tmp_path / "no-captioner"
+    result = foley(env, "eval", "caption", "--corpus", str(tmp_path), "--checkpoint", str(missing))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"captioner checkpoint {missing} lacks config.json" in result.stderr
+
+
 def test_index_search_and_serve(env: dict[str, str], library: Path) -> None:
     indexed = foley(env, "index", str(library))
     assert indexed.returncode == 0, indexed.stderr
