@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from core.config import DEFAULT_MODELS_DIR, Settings
-from foley.common import CommandError, comma_list
+from foley.common import CommandError, comma_list, recorded_command
 
 
 def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,8 +31,6 @@ def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
-    import shlex
-
     from generative.clap.train import train_clap
 
     extra: dict[str, Any] = {} if args.max_steps is None else {"max_steps": args.max_steps}
@@ -56,7 +53,7 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
         Path(args.out),
         seed=args.seed,
         max_minutes=args.max_minutes,
-        command=shlex.join(["foley", *sys.argv[1:]]),
+        command=recorded_command(),
         **extra,
     )
     print(f"compact CLAP written to {out}")
@@ -76,8 +73,6 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
-    import shlex
-
     from generative.diffatr.train import train_diffatr
 
     out = train_diffatr(
@@ -92,7 +87,7 @@ def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
         feature_noise=args.feature_noise,
         shard_clips=args.shard_clips,
         candidates=args.candidates,
-        command=shlex.join(["foley", *sys.argv[1:]]),
+        command=recorded_command(),
     )
     print(f"DiffATR written to {out}")
     return 0
@@ -116,8 +111,6 @@ def cmd_eval_rerank(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
-    import shlex
-
     from generative.captioner.train import train_captioner
 
     extra: dict[str, Any] = {"threads": args.threads}
@@ -131,7 +124,7 @@ def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
         Path(args.clap_checkpoint or settings.clap_checkpoint),
         seed=args.seed,
         max_minutes=args.max_minutes,
-        command=shlex.join(["foley", *sys.argv[1:]]),
+        command=recorded_command(),
         **extra,
     )
     print(f"captioner written to {out}")
