@@ -182,7 +182,8 @@ def open_deployment(
             )
             dep.start_worker()
             try:
-                dep.wait(dep.submit("ping"), until=("succeeded",), timeout=120)
+                # A loaded machine takes minutes to start a worker (torch, the models).
+                dep.wait(dep.submit("ping"), until=("succeeded",), timeout=600)
                 yield dep
             finally:
                 dep.stop_worker()
