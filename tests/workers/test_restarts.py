@@ -119,8 +119,9 @@ class Run:
             return dict(rows.tuples().all())
 
     def wait_until_running(self, ids: list[str]) -> None:
-        """Until the worker is inside one of these jobs and another still waits."""
-        deadline = time.monotonic() + 120
+        """Until the worker is inside one of these jobs and another still waits (after the
+        earlier rounds' jobs, which can take minutes on a loaded machine)."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while time.monotonic() < deadline:
             states = list(self.statuses(ids).values())
             if "running" in states and "queued" in states:
