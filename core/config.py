@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # A running job's worker refreshes its lease this often (x 1/4); a job whose lease is
     # older than this belongs to a dead worker and is run again.
     job_lease_s: float = 60.0
+    # A queued job whose row has not changed for this long is sent to the queue again by the
+    # workers' sweep: its message may have been lost (a broker restarted without it, a retry
+    # that could not be sent while the broker was down). A duplicate message does nothing.
+    job_resend_s: float = 600.0
     # A library scan queues caption jobs for the sounds it added (after they are searchable),
     # this many sounds per job.
     caption_on_scan: bool = True
@@ -120,7 +124,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive number")
         return value
 
-    @field_validator("max_duration_s", "job_lease_s", "max_decode_s")
+    @field_validator("max_duration_s", "job_lease_s", "job_resend_s", "max_decode_s")
     @classmethod
     def _positive_float(cls, value: float) -> float:
         if value <= 0:

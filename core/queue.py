@@ -45,6 +45,7 @@ def kinds_on(queues: list[str]) -> list[str]:
 EMBEDDED_TRANSPORT = "core.queue_transport:Transport"
 # Soft limit first, so a job that runs too long fails with a message rather than a kill.
 SOFT_LIMIT_MARGIN_S = 60
+POOL_PROCESS_START_S = 300.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -55,6 +56,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "result_backend": settings.celery_result_backend,
         "result_expires": 24 * 3600,
+        # The job row holds every outcome and nothing reads Celery's results: workers store
+        # none, and senders don't subscribe to them (`ignore_result` on each send), so an API
+        # process keeps no connection to the result store that a Redis restart could break.
+        "task_ignore_result": True,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -69,6 +74,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_routing_key": "cpu",
         "task_routes": {TASK_FOR_KIND[k]: {"queue": q} for k, q in QUEUE_FOR_KIND.items()},
         "broker_connection_retry_on_startup": True,
+        # Keep reconnecting while the broker is down, however long: Celery's default gives up
+        # after 100 tries (about 16 minutes) and the worker exits.
+        "broker_connection_max_retries": None,
+        # A pool process loads the models before it reports in (`worker_process_init`);
+        # Celery's 4 s default kills one still loading on a busy machine, then the next...
+        "worker_proc_alive_timeout": POOL_PROCESS_START_S,
         # With late acks a task whose broker connection dropped would run twice otherwise.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # How long to wait for a result from a pool process that died before calling the
@@ -123,6 +134,7 @@ class JobQueue:
                 task_id=job_id,
                 queue=QUEUE_FOR_KIND[kind],
                 countdown=countdown,
+                ignore_result=True,
             )
         except KeyError:
             raise ValueError(f"no task runs jobs of kind {kind!r}") from None

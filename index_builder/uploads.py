@@ -144,7 +144,9 @@ def ingest_upload(
     except JobSuperseded:
         raise  # the attempt that took over needs the stored file
     except TRANSIENT_ERRORS:
-        raise  # the retry needs it too
+        if not run.may_retry:  # the job fails now: leave nothing, as for any failure
+            discard_if_unused(catalog, store, path, exclude_job=run.id)
+        raise  # otherwise the retry needs the stored file
     except Exception:
         # Failed or cancelled: nothing of this upload stays unless another job needs it.
         discard_if_unused(catalog, store, path, exclude_job=run.id)

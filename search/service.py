@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from core.audio import DecodeLimits
 from core.config import Settings
 from core.db import Catalog
+from core.jobs import TRANSIENT_ERRORS
 from core.vector_index import VectorIndex, open_vector_index
 from index_builder.syncer import IndexSyncer
 
@@ -64,6 +65,8 @@ class Foley:
                     applied = self.sync()
                     if applied:
                         log.info("applied %d catalog changes to the index", applied)
+                except TRANSIENT_ERRORS as exc:  # the catalog restarting: one line, not a trace
+                    log.warning("index sync waits for the catalog: %s", exc)
                 except Exception:
                     log.exception("index sync failed; retrying")
 

@@ -17,12 +17,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import create_engine, text
 
 from core import jobs
-from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobRun, lease_cutoff
-from core.queue import JobQueue, kinds_on
+from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobRun
+from core.queue import JobQueue
 from index_builder.captions import CaptionFollowUp, caption_sounds
 from index_builder.library_scan import scan_library
 from index_builder.uploads import ingest_upload
 from workers.celery_app import WorkerContext, app, worker_context
+from workers.sweeper import recover_jobs
 
 log = logging.getLogger(__name__)
 
@@ -132,24 +133,15 @@ def _caption_follow_up(task: Task, context: WorkerContext) -> CaptionFollowUp | 
 
 @app.task(name="foley.recover", bind=True)
 def recover(self: Task, queues: list[str], include_queued: bool = False) -> dict[str, Any]:
-    """Send again the jobs of these queues that a dead worker left unfinished: running jobs
-    whose lease ran out and, with `include_queued` (embedded queue), queued jobs."""
+    """Send again the jobs of these queues whose message was lost (`workers.sweeper`); with
+    `include_queued` (embedded queue, at start) every queued job."""
     context = worker_context()
     settings = context.settings
     if include_queued:
         _drop_taken_messages(settings.celery_broker_url)
-    orphans = jobs.requeue_orphans(
-        context.catalog,
-        kinds_on(queues),
-        lease_cutoff(settings.job_lease_s),
-        include_queued=include_queued,
-    )
     queue = JobQueue(settings, app=self.app)
-    for job_id, kind in orphans:
-        queue.send(job_id, kind)
-    if orphans:
-        log.warning("sent %d interrupted jobs to the queue again", len(orphans))
-    return {"requeued": [job_id for job_id, _ in orphans]}
+    requeued = recover_jobs(context.catalog, queue, queues, include_queued=include_queued)
+    return {"requeued": requeued}
 
 
 def _drop_taken_messages(broker_url: str) -> None:
