@@ -40,14 +40,14 @@ class Settings(BaseSettings):
     # Nearest-neighbour search (both back ends; measured choice in README, "Vector index at
     # scale"). m, ef_construct and quantization shape the index when it is built: after
     # changing them, `foley reindex` (or the next optimize) rebuilds it.
-    index_hnsw_m: int = 16
-    index_hnsw_ef_construct: int = 100
+    index_hnsw_m: int = 32
+    index_hnsw_ef_construct: int = 200
     # Beam width of a query (raised to 4 x the number of results asked for).
-    index_hnsw_ef: int = 256
+    index_hnsw_ef: int = 128
     # "none", "int8" (scalar, with rescoring on the original vectors) or "binary".
-    index_quantization: str = "none"
+    index_quantization: str = "int8"
     # With quantization: k x this many candidates are rescored on the original vectors.
-    index_oversampling: float = 1.0
+    index_oversampling: float = 2.0
     # Libraries of at most this many sounds are searched exactly (embedded index only).
     index_exact_below: int = 20_000
 

@@ -40,11 +40,11 @@ class AnnParams:
 
     Defaults are the measured choice for Foley (see README, "Vector index at scale")."""
 
-    m: int = 16
-    ef_construct: int = 100
-    hnsw_ef: int = 256  # beam width of a query; at least 4 * k
-    quantization: str = "none"  # "int8" keeps a 4x smaller copy in RAM for the graph walk
-    oversampling: float = 1.0  # with quantization: candidates rescored = k * oversampling
+    m: int = 32
+    ef_construct: int = 200
+    hnsw_ef: int = 128  # beam width of a query; at least 4 * k
+    quantization: str = "int8"  # a 4x smaller copy of the vectors walks the graph
+    oversampling: float = 2.0  # with quantization: candidates rescored = k * oversampling
     # At or below this many points every query is an exact scan: it never misses, and the
     # scan is as fast as the graph walk.
     exact_below: int = 20_000
