@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
     qdrant_collection: str = "sounds"
+    # Nearest-neighbour search (both back ends; measured choice in README, "Vector index at
+    # scale"). m, ef_construct and quantization shape the index when it is built: after
+    # changing them, `foley reindex` (or the next optimize) rebuilds it.
+    index_hnsw_m: int = 32
+    index_hnsw_ef_construct: int = 200
+    # Beam width of a query (raised to 4 x the number of results asked for).
+    index_hnsw_ef: int = 128
+    # "none", "int8" (scalar, with rescoring on the original vectors) or "binary".
+    index_quantization: str = "int8"
+    # With quantization: k x this many candidates are rescored on the original vectors.
+    index_oversampling: float = 2.0
+    # Libraries of at most this many sounds are searched exactly (embedded index only).
+    index_exact_below: int = 20_000
 
     # CLAP: a compact checkpoint folder (config.json + model.safetensors) or an
     # official LAION .pt file with `clap_amodel` naming its audio branch.
@@ -117,6 +130,9 @@ class Settings(BaseSettings):
         "caption_batch_size",
         "worker_concurrency",
         "job_time_limit_s",
+        "index_hnsw_m",
+        "index_hnsw_ef_construct",
+        "index_hnsw_ef",
     )
     @classmethod
     def _positive_int(cls, value: int) -> int:
@@ -129,6 +145,27 @@ class Settings(BaseSettings):
     def _positive_float(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be a positive number of seconds")
+        return value
+
+    @field_validator("index_quantization")
+    @classmethod
+    def _quantization(cls, value: str) -> str:
+        if value not in ("none", "int8", "binary"):
+            raise ValueError("must be none, int8 or binary")
+        return value
+
+    @field_validator("index_oversampling")
+    @classmethod
+    def _oversampling(cls, value: float) -> float:
+        if value < 1.0:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("index_exact_below")
+    @classmethod
+    def _non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be zero or more")
         return value
 
     @field_validator("broker_url")
