@@ -149,6 +149,7 @@ def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
         max_steps=args.max_steps,
         train_clips=args.train_clips,
         threads=args.threads,
+        log_every=args.log_every,
         clap_checkpoint=str(args.clap_checkpoint or settings.clap_checkpoint),
         command=shlex.join(["foley", *sys.argv[1:]]),
     )
@@ -289,6 +290,7 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--train-clips", type=int, help="train on a seeded sample of this many clips")
     p.add_argument("--unet-seconds", type=float, help="length of the UNet's training crops")
+    p.add_argument("--log-every", type=int, default=25, help="log the loss every N steps")
     p.add_argument(
         "--train-condition", choices=["text", "audio"],
         help="the UNet's query slot in training: a caption's CLAP text embedding (default) or "

@@ -40,10 +40,11 @@ class MelConfig:
 class VAEConfig:
     """diffusers' AutoencoderKL over a (1, T, n_mels) mel image."""
 
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    # Small on purpose: the full-resolution blocks dominate the cost on a CPU.
+    block_out_channels: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 8
     layers_per_block: int = 1
-    norm_num_groups: int = 16
+    norm_num_groups: int = 8
     kl_weight: float = 1e-5
 
     @property

@@ -44,6 +44,9 @@ class MelFrontEnd(nn.Module):
     """(B, samples) waves in [-1, 1] -> (B, T, n_mels) normalised log-mel; and back to a
     magnitude spectrogram for Griffin-Lim."""
 
+    filters: torch.Tensor  # (n_mels, n_fft // 2 + 1), a buffer
+    window: torch.Tensor  # (n_fft,), a buffer
+
     def __init__(self, config: MelConfig) -> None:
         super().__init__()
         self.config = config

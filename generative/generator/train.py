@@ -143,7 +143,7 @@ def train_loop(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
         schedule.step += 1
-        window.append(float(loss))
+        window.append(float(loss.detach()))
         if schedule.step % opts.log_every == 0 or schedule.done():
             minutes = (time.perf_counter() - schedule.started) / 60
             curve.append((schedule.step, float(np.mean(window)), round(minutes, 2)))
@@ -412,7 +412,7 @@ def train_generator(stage: str, corpus_dir: Path, out: Path, opts: TrainOptions)
     out = Path(out)
     if (out / CONFIG_FILE).is_file():
         opts.config = read_config(out)
-    elif stage != "vae":
+    elif stage == "unet":
         raise FileNotFoundError(f"{out} has no {CONFIG_FILE}: train the vae stage first")
     if opts.train_condition is not None:
         opts.config.unet.train_condition = opts.train_condition

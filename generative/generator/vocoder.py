@@ -31,6 +31,8 @@ class ConvNeXtBlock(nn.Module):
 class Vocoder(nn.Module):
     """(B, T, n_mels) normalised log-mel -> (B, T * hop) wave in [-1, 1]."""
 
+    window: torch.Tensor  # (n_fft,), a buffer
+
     def __init__(self, config: VocoderConfig, mel: MelConfig) -> None:
         super().__init__()
         self.config = config
