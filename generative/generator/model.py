@@ -27,7 +27,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -50,7 +50,8 @@ def weights_file(part: str) -> str:
     return f"{part}.safetensors"
 
 
-def build_vae(config: VAEConfig) -> nn.Module:
+def build_vae(config: VAEConfig) -> Any:
+    """diffusers' AutoencoderKL (typed Any: diffusers' classes are not typed as modules)."""
     from diffusers import AutoencoderKL
 
     n = len(config.block_out_channels)
@@ -77,9 +78,6 @@ class Conditions:
     caption_mask: torch.Tensor  # (B, K) bool: the neighbour has a caption
     use_query: torch.Tensor  # (B,) bool: False drops the query (dropout / guidance)
     use_retrieval: torch.Tensor  # (B,) bool: False hides every neighbour
-
-    def repeat(self, times: int) -> Conditions:
-        return Conditions(*(t.repeat(times, *([1] * (t.dim() - 1))) for t in self._tensors()))
 
     def with_dropped(self, query: bool, retrieval: bool) -> Conditions:
         """The same conditions with the query and/or the retrieval dropped."""
@@ -167,7 +165,7 @@ class LatentUNet(nn.Module):
     def forward(self, latents: torch.Tensor, t: torch.Tensor, c: Conditions) -> torch.Tensor:
         tokens, mask, class_input = self.conditions(c)
         self.last_hidden_shape, self.last_mask = tuple(tokens.shape), mask
-        out = self.unet(
+        out = self.unet(  # type: ignore[operator]
             latents,
             t,
             encoder_hidden_states=tokens,
@@ -223,7 +221,10 @@ def read_config(folder: Path) -> GeneratorConfig:
         raise GeneratorLoadError(f"{path} is not a generator config: {exc}") from exc
 
 
-def load_part(module: nn.Module, folder: Path, part: str) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def load_part(module: M, folder: Path, part: str) -> M:
     """Fill `module` from `<part>.safetensors` (fp16 -> fp32); GeneratorLoadError otherwise."""
     from safetensors.torch import load_file
 

@@ -72,7 +72,7 @@ class Generator:
     def __init__(
         self,
         config: GeneratorConfig,
-        vae: torch.nn.Module,
+        vae: Any,
         unet: LatentUNet,
         vocoder: Vocoder | None = None,
         clap: ClapModel | None = None,
@@ -280,7 +280,7 @@ def load_generator(folder: Path, clap: ClapModel | None = None, device: str = "c
             f"{folder / weights_file('vae')}: train the unet stage again"
         )
     unet = load_part(LatentUNet(config.unet, config.vae.latent_channels), folder, "unet")
-    vocoder = None
+    vocoder: Vocoder | None = None
     if (folder / weights_file("vocoder")).is_file():
         vocoder = load_part(Vocoder(config.vocoder, config.mel), folder, "vocoder")
     if clap is not None:
@@ -295,6 +295,4 @@ def load_generator(folder: Path, clap: ClapModel | None = None, device: str = "c
                 f"not on {clap.model_id}"
             )
     model_id = f"generator:{part_digest(folder, 'unet')}"
-    assert isinstance(unet, LatentUNet)
-    voc = vocoder if isinstance(vocoder, Vocoder) else None
-    return Generator(config, vae, unet, voc, clap=clap, model_id=model_id).to(device)
+    return Generator(config, vae, unet, vocoder, clap=clap, model_id=model_id).to(device)

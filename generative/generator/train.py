@@ -345,7 +345,7 @@ def train_unet(
     u.latent_scale = round(1.0 / float(val_latents.std()), 4)
     torch.manual_seed(opts.seed)
     unet = LatentUNet(u, config.vae.latent_channels)
-    noise_schedule = DDPMScheduler(
+    noise_schedule: Any = DDPMScheduler(
         num_train_timesteps=u.train_timesteps,
         beta_start=u.beta_start,
         beta_end=u.beta_end,
@@ -355,7 +355,7 @@ def train_unet(
     def loss_of(z0: torch.Tensor, c: Conditions, g: torch.Generator) -> torch.Tensor:
         noise = torch.randn(z0.shape, generator=g)
         t = torch.randint(0, u.train_timesteps, (len(z0),), generator=g)
-        noisy = noise_schedule.add_noise(z0, noise, t)  # type: ignore[arg-type]
+        noisy = noise_schedule.add_noise(z0, noise, t)
         return F.mse_loss(unet(noisy, t, c), noise)
 
     def step(rng: np.random.Generator) -> torch.Tensor:

@@ -33,6 +33,15 @@ def _unit(seed: int, *shape: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():  # noqa: ANN201
+    """Tiny models: a second thread only adds OpenMP waits on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def generator():  # noqa: ANN201
     return build_random_generator(tiny_config(DIM), seed=0)
