@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     diffatr_checkpoint: Path = DEFAULT_MODELS_DIR / "diffatr"
     # AutoCap captioner checkpoint folder; uploads are not captioned when it is missing.
     captioner_checkpoint: Path = DEFAULT_MODELS_DIR / "captioner"
+    # Re-AudioLDM generator checkpoint folder (vae, unet and vocoder parts).
+    generator_checkpoint: Path = DEFAULT_MODELS_DIR / "generator"
     device: str = "cpu"
 
     # Decode limits, checked from the header before any decoding.
