@@ -132,8 +132,6 @@ def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
-    import shlex
-
     from generative.generator.train import TrainOptions, train_generator
 
     opts = TrainOptions(
@@ -144,7 +142,7 @@ def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
         threads=args.threads,
         log_every=args.log_every,
         clap_checkpoint=str(args.clap_checkpoint or settings.clap_checkpoint),
-        command=shlex.join(["foley", *sys.argv[1:]]),
+        command=recorded_command(),
     )
     if args.batch_size:
         opts.batch_size = args.batch_size
