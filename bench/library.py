@@ -63,15 +63,18 @@ def write_clips(root: Path, count: int, seconds: float, seed: int = 0) -> list[P
     return paths
 
 
-def library(count: int = 10_000, seconds: float = 1.0) -> Path:
-    """The data dir of an indexed library of `count` clips (built on first use)."""
+def library(count: int = 10_000, seconds: float = 1.0, partial: bool = False) -> Path:
+    """The data dir of an indexed library of `count` clips (built on first use; resumed where
+    an interrupted build stopped). `partial`: as far as a build got, if one started."""
     home = CACHE / f"library-{count}-{seconds:g}s"
     data_dir = home / "data"
-    if (home / READY).exists():
+    if (home / READY).exists() or (partial and (data_dir / "catalog.sqlite3").exists()):
         return data_dir
     audio = home / "audio"
-    log.info("writing %d clips to %s", count, audio)
-    write_clips(audio, count, seconds)
+    if not (home / "written").exists():
+        log.info("writing %d clips to %s", count, audio)
+        write_clips(audio, count, seconds)
+        (home / "written").write_text(str(count))
     env = {**os.environ, "FOLEY_DATA_DIR": str(data_dir), "FOLEY_CAPTION_ON_SCAN": "false"}
     log.info("indexing them with `foley index` (cached for later runs)")
     subprocess.run([sys.executable, "-m", "foley", "index", str(audio)], env=env, check=True)

@@ -61,7 +61,7 @@ def _free_port() -> int:
 class Server:
     """A `foley serve` process over the benchmark's library."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], worker: bool = False) -> None:
         self.port = _free_port()
         full = {
             **os.environ,
@@ -72,16 +72,21 @@ class Server:
         }
         self.log = (data_dir.parent / "serve.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "foley", "serve", "--no-worker"],
+            [sys.executable, "-m", "foley", "serve", "--worker" if worker else "--no-worker"],
             env=full,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         self.base = f"http://127.0.0.1:{self.port}/api"
-        self._wait()
+        try:
+            self._wait()
+        except BaseException:
+            self.close()
+            raise
 
     def _wait(self) -> None:
-        deadline = time.monotonic() + 300
+        # Start-up imports and loads the models; on a busy machine that takes minutes.
+        deadline = time.monotonic() + 1200
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"foley serve exited during start-up; see {self.log.name}")
@@ -98,7 +103,11 @@ class Server:
 
     def close(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=60)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self.log.close()
 
 
@@ -174,7 +183,10 @@ async def _drive(port: int, clients: int, rerank: bool, seconds: float) -> dict[
 
 
 def measure(server: Server, clients: int, rerank: bool, seconds: float) -> dict[str, Any]:
-    before = server.health()["search"]
+    # Requests whose clients gave up may still be running; a row starts once they are done.
+    deadline = time.monotonic() + 120
+    while (before := server.health()["search"])["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.5)
     row = asyncio.run(_drive(server.port, clients, rerank, seconds))
     after = server.health()["search"]
     if after.get("batching"):
@@ -192,7 +204,7 @@ SETTINGS = {
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
-    data_dir = library(args.sounds, seconds=1.0)
+    data_dir = library(args.sounds, seconds=1.0, partial=args.partial)
     rows = []
     for setting in args.settings.split(","):
         print(f"{setting}: starting foley serve ...", flush=True)
@@ -238,6 +250,10 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=8.0, help="per table row")
     parser.add_argument("--settings", default="baseline,batched")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--partial", action="store_true", help="use the library as far as its build got"
+    )
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     result = run(args)
@@ -248,9 +264,9 @@ def main() -> None:
     print("-" * len(HEADER))
     for row in result["rows"]:
         print(_line(row))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
