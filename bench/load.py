@@ -97,6 +97,12 @@ class Server:
                 time.sleep(0.5)
         raise RuntimeError("foley serve did not start")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used: what a query costs, whatever else the
+        machine is running (wall-clock figures on a shared machine mostly measure the others)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.base + "/health", timeout=TIMEOUT_S) as response:
             return dict(json.load(response))
@@ -187,7 +193,9 @@ def measure(server: Server, clients: int, rerank: bool, seconds: float) -> dict[
     deadline = time.monotonic() + 120
     while (before := server.health()["search"])["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.5)
+    cpu = server.cpu_s()
     row = asyncio.run(_drive(server.port, clients, rerank, seconds))
+    row["cpu_ms_per_query"] = (server.cpu_s() - cpu) * 1000 / max(row["answered"], 1)
     after = server.health()["search"]
     if after.get("batching"):
         calls = after["batched_calls"] - before["batched_calls"]
@@ -212,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             sounds = server.health()["catalog"]["sounds"]
             asyncio.run(_drive(server.port, 4, True, 2.0))  # warm caches and the models
-            for rerank in (True, False):
+            for rerank in args.rerank:
                 for clients in args.clients:
                     row = {"setting": setting, **measure(server, clients, rerank, args.seconds)}
                     rows.append(row)
@@ -231,7 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 HEADER = (
     f"{'setting':9} {'rerank':6} {'clients':>7} {'q/s':>7} {'p50 ms':>8} {'p95 ms':>8} "
-    f"{'p99 ms':>8} {'errors':>6} {'503s':>5} {'batch':>5}"
+    f"{'p99 ms':>8} {'errors':>6} {'503s':>5} {'batch':>5} {'cpu ms/q':>8}"
 )
 
 
@@ -240,7 +248,7 @@ def _line(row: dict[str, Any]) -> str:
     return (
         f"{row['setting']:9} {str(row['rerank']).lower():6} {row['clients']:7d} "
         f"{row['qps']:7.1f} {row['p50_ms']:8.0f} {row['p95_ms']:8.0f} {row['p99_ms']:8.0f} "
-        f"{row['errors']:6d} {row['busy_503']:5d} {batch}"
+        f"{row['errors']:6d} {row['busy_503']:5d} {batch} {row['cpu_ms_per_query']:8.0f}"
     )
 
 
@@ -250,12 +258,14 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=8.0, help="per table row")
     parser.add_argument("--settings", default="baseline,batched")
+    parser.add_argument("--rerank", default="true,false", help="with and/or without DiffATR")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument(
         "--partial", action="store_true", help="use the library as far as its build got"
     )
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.rerank = [r.strip().lower() == "true" for r in args.rerank.split(",")]
     result = run(args)
     print()
     print(f"{result['sounds']} sounds, {result['cpus']} CPUs, load average before the run "
