@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     # Re-AudioLDM generator checkpoint folder (vae, unet and vocoder parts).
     generator_checkpoint: Path = DEFAULT_MODELS_DIR / "generator"
     device: str = "cpu"
+    # Threads torch uses for one model call in a serving process (the API, a worker);
+    # 0: one per CPU core this process may run on.
+    torch_threads: int = 0
+
+    # Text searches that arrive within `search_batch_wait_ms` of each other share one CLAP
+    # text pass and one DiffATR pass (at most `search_batch_size` model calls per batch);
+    # false: every request runs its own (the baseline `bench/load.py` measures).
+    search_batching: bool = True
+    search_batch_size: int = 32
+    search_batch_wait_ms: float = 2.0
+    # Text searches in flight (running or waiting) past which the API answers 503 with
+    # Retry-After instead of queueing more: a waiting search should be answered well before
+    # a client gives up (64 at the slowest rate measured, 4 q/s, is 16 s of queue).
+    search_queue_size: int = 64
 
     # Decode limits, checked from the header before any decoding.
     max_file_bytes: int = 200 * 1024 * 1024
@@ -118,6 +132,9 @@ class Settings(BaseSettings):
     # this many sounds per job.
     caption_on_scan: bool = True
     caption_batch_size: int = 32
+    # One upload request's files are ingested by one job task this many at a time, their
+    # CLAP embeddings batched (each file keeps its own job and status); 1: a task per file.
+    upload_batch_size: int = 16
 
     @field_validator("data_dir")
     @classmethod
@@ -130,6 +147,9 @@ class Settings(BaseSettings):
         "max_channels",
         "clap_batch_size",
         "caption_batch_size",
+        "search_batch_size",
+        "search_queue_size",
+        "upload_batch_size",
         "worker_concurrency",
         "job_time_limit_s",
         "index_hnsw_m",
@@ -140,6 +160,13 @@ class Settings(BaseSettings):
     def _positive_int(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be a positive number")
+        return value
+
+    @field_validator("torch_threads", "search_batch_wait_ms")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative")
         return value
 
     @field_validator("max_duration_s", "job_lease_s", "job_resend_s", "max_decode_s")

@@ -35,6 +35,8 @@ QUEUE_FOR_KIND: dict[str, str] = {
     JobKind.scan.value: "cpu",
     JobKind.caption.value: "cpu",
 }
+# Several upload jobs in one task, their embeddings batched; each job keeps its own row.
+UPLOAD_BATCH_TASK = "foley.upload_batch"
 RECOVER_TASK = "foley.recover"
 
 
@@ -72,7 +74,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "cpu",
         "task_default_exchange": "foley",
         "task_default_routing_key": "cpu",
-        "task_routes": {TASK_FOR_KIND[k]: {"queue": q} for k, q in QUEUE_FOR_KIND.items()},
+        "task_routes": {
+            **{TASK_FOR_KIND[k]: {"queue": q} for k, q in QUEUE_FOR_KIND.items()},
+            UPLOAD_BATCH_TASK: {"queue": QUEUE_FOR_KIND[JobKind.upload.value]},
+        },
         "broker_connection_retry_on_startup": True,
         # Keep reconnecting while the broker is down, however long: Celery's default gives up
         # after 100 tries (about 16 minutes) and the worker exits.
@@ -138,6 +143,21 @@ class JobQueue:
             )
         except KeyError:
             raise ValueError(f"no task runs jobs of kind {kind!r}") from None
+        except Exception as exc:  # kombu and redis raise their own connection errors
+            raise QueueUnavailableError(f"the job queue is unavailable: {exc}") from exc
+
+    def send_uploads(self, job_ids: Sequence[str]) -> None:
+        """Upload jobs to run in one task, their CLAP embeddings in one batch (one job still
+        runs alone, as `send` would)."""
+        if len(job_ids) == 1:
+            self.send(job_ids[0], JobKind.upload.value)
+            return
+        try:
+            self.app.send_task(
+                UPLOAD_BATCH_TASK,
+                args=[list(job_ids)],
+                queue=QUEUE_FOR_KIND[JobKind.upload.value],
+            )
         except Exception as exc:  # kombu and redis raise their own connection errors
             raise QueueUnavailableError(f"the job queue is unavailable: {exc}") from exc
 

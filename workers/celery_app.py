@@ -117,7 +117,10 @@ def _preload_model_code(**_: Any) -> None:
 @worker_process_init.connect
 def _load_models(**_: Any) -> None:
     try:
+        from generative.registry import configure_torch
+
         context = worker_context()
+        configure_torch(context.settings, processes=context.settings.worker_concurrency)
         model = context.model
         captioner, status = context.captioner()
         log.info(

@@ -17,11 +17,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import create_engine, text
 
 from core import jobs
-from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobRun
-from core.queue import JobQueue
+from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobKind, JobRun
+from core.queue import UPLOAD_BATCH_TASK, JobQueue
 from index_builder.captions import CaptionFollowUp, caption_sounds
 from index_builder.library_scan import scan_library
-from index_builder.uploads import ingest_upload
+from index_builder.uploads import ingest_upload, ingest_uploads
 from workers.celery_app import WorkerContext, app, worker_context
 from workers.sweeper import recover_jobs
 
@@ -92,6 +92,19 @@ def upload(self: JobTask, job_id: str) -> dict[str, Any]:
             c.catalog, c.model, c.store, c.limits, run, captioner=c.captioner()[0]
         ),
     )
+
+
+@app.task(name=UPLOAD_BATCH_TASK, bind=True)
+def upload_batch(self: Task, job_ids: list[str]) -> dict[str, Any]:
+    c = worker_context()
+    resend = ingest_uploads(
+        c.catalog, c.model, c.store, c.limits, job_ids,
+        lease_s=c.settings.job_lease_s, captioner=c.captioner()[0],
+    )  # fmt: skip
+    queue = JobQueue(c.settings, app=self.app)
+    for job_id, wait_s in resend.items():
+        queue.send(job_id, JobKind.upload.value, countdown=wait_s)
+    return {"job_ids": job_ids, "sent_again": sorted(resend)}
 
 
 @app.task(name="foley.scan", base=JobTask, bind=True, kind="scan")

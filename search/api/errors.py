@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from core.audio import AudioError, TooLargeError
 from core.redact import redact
 from core.vector_index import VectorIndexError
+from search.api.admission import ServerBusyError
 from search.pipeline import QueryError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             exc.status, "bad_query" if exc.status == 422 else "not_found", str(exc)
         )
+
+    @app.exception_handler(ServerBusyError)
+    async def _busy(_: Request, exc: ServerBusyError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(503, "busy", str(exc), headers)
 
     @app.exception_handler(VectorIndexError)
     async def _index(_: Request, exc: VectorIndexError) -> JSONResponse:
