@@ -55,18 +55,16 @@ class MelFrontEnd(nn.Module):
 
     def magnitude(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, n_fft // 2 + 1, T) linear magnitude."""
+        frames = -(-wave.shape[-1] // self.config.hop)
+        return self.stft(wave).abs()[..., :frames]
+
+    def stft(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, n_fft // 2 + 1, frames + 1) complex spectrum, centred frames."""
         c = self.config
-        spec = torch.stft(
-            wave,
-            c.n_fft,
-            c.hop,
-            window=self.window,
-            center=True,
-            pad_mode="reflect",
+        return torch.stft(
+            wave, c.n_fft, c.hop, window=self.window, center=True, pad_mode="reflect",
             return_complex=True,
-        )
-        frames = -(-wave.shape[-1] // c.hop)
-        return spec.abs()[..., :frames]
+        )  # fmt: skip
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -100,15 +98,7 @@ class MelFrontEnd(nn.Module):
             wave = torch.istft(
                 magnitude * angles, c.n_fft, c.hop, window=self.window, center=True, length=length
             )
-            spec = torch.stft(
-                wave,
-                c.n_fft,
-                c.hop,
-                window=self.window,
-                center=True,
-                pad_mode="reflect",
-                return_complex=True,
-            )[..., : mel.shape[1]]
+            spec = self.stft(wave)[..., : mel.shape[1]]
             accelerated = spec - momentum / (1 + momentum) * previous
             previous = spec
             angles = accelerated / accelerated.abs().clamp(min=1e-8)

@@ -4,7 +4,6 @@ caller gets the results its own query gets alone, in the same order."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from search.pipeline import search_text
 from search.results import SoundResult
 from search.service import Foley
 from tests.search.conftest import open_indexed
-from tests.search.test_rerank import save_tiny_diffatr, settings_with
 
 QUERIES = [
     "a metallic clang", "soft rain", "a low hum", "a bright chirp", "white noise burst",
@@ -28,17 +26,8 @@ QUERIES = [
 
 
 @pytest.fixture
-def foley(
-    settings: Settings,
-    library: Path,
-    tiny_clap,  # noqa: ANN001
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Foley]:
-    checkpoint = save_tiny_diffatr(tmp_path / "diffatr", tiny_clap)
-    opened = open_indexed(settings_with(monkeypatch, checkpoint), tiny_clap, library)
-    yield opened
-    opened.close()
+def foley(foley_with_reranker: Foley) -> Foley:
+    return foley_with_reranker
 
 
 def ranked(results: list[SoundResult]) -> tuple[list[int], np.ndarray]:

@@ -3,50 +3,24 @@ catalog and Qdrant Edge index, through the pipeline and the API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from core.config import Settings, get_settings
+from core.config import Settings
 from index_builder.runner import index_library
 from search.api.main import create_app
 from search.pipeline import search_text
 from search.rerank import rerank_results, text_reranker
 from search.service import Foley
-from tests.search.conftest import open_indexed
-
-
-def save_tiny_diffatr(out: Path, clap, alpha: float = 0.5) -> Path:  # noqa: ANN001
-    from generative.diffatr.model import DiffATRConfig, build_denoiser, save_diffatr
-
-    config = DiffATRConfig(
-        feature_dim=clap.dim, width=8, heads=2, train_timesteps=20, sample_steps=2,
-        alpha=alpha, top_n=64, clap_model_id=clap.model_id,
-    )  # fmt: skip
-    return save_diffatr(build_denoiser(config, seed=0), config, out)
-
-
-def settings_with(monkeypatch: pytest.MonkeyPatch, checkpoint: Path) -> Settings:
-    monkeypatch.setenv("FOLEY_DIFFATR_CHECKPOINT", str(checkpoint))
-    get_settings.cache_clear()
-    return get_settings()
+from tests.search.conftest import settings_with
 
 
 @pytest.fixture
-def foley(
-    settings: Settings,
-    library: Path,
-    tiny_clap,  # noqa: ANN001
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Foley]:
-    checkpoint = save_tiny_diffatr(tmp_path / "diffatr", tiny_clap)
-    opened = open_indexed(settings_with(monkeypatch, checkpoint), tiny_clap, library)
-    yield opened
-    opened.close()
+def foley(foley_with_reranker: Foley) -> Foley:
+    return foley_with_reranker
 
 
 def test_rerank_keeps_every_candidate_once(foley: Foley) -> None:
