@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # this many sounds per job.
     caption_on_scan: bool = True
     caption_batch_size: int = 32
+    # A scan with more files than this to index fans them out over the workers as batch
+    # jobs of this many files each (`foley index --jobs`, `POST /api/libraries/{id}/scan`);
+    # 0: one job indexes the whole library.
+    scan_batch_files: int = 256
 
     @field_validator("data_dir")
     @classmethod
@@ -118,6 +122,13 @@ class Settings(BaseSettings):
     def _positive_int(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be a positive number")
+        return value
+
+    @field_validator("scan_batch_files")
+    @classmethod
+    def _not_negative_int(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (off) or a positive number")
         return value
 
     @field_validator("max_duration_s", "job_lease_s", "max_decode_s")
