@@ -224,9 +224,7 @@ def _report_progress(
     # scan's lease fresh while its batches run.
     session.execute(
         update(Job)
-        .where(
-            Job.id == scan_id, Job.status == JobStatus.running.value, Job.progress <= fraction
-        )
+        .where(Job.id == scan_id, Job.status == JobStatus.running.value, Job.progress <= fraction)
         .values(
             progress=fraction,
             message=f"{len(finished)} of {len(batches)} batches done ({files} of {todo} files)",

@@ -71,7 +71,7 @@ def deployment(
             )
             dep.start_worker()
             try:
-                dep.wait(dep.submit("ping"), until=("succeeded",), timeout=120)
+                dep.wait(dep.submit("ping"), until=("succeeded",), timeout=600)
                 yield dep
             finally:
                 dep.stop_worker()
