@@ -129,6 +129,8 @@ def _wait_for_scan(catalog: object, root: Path, job_id: str) -> int:
             bar.total = fanned["todo"]
             bar.set_postfix_str(message.split(" (")[0])
             bar.update(round(progress * fanned["todo"]) - bar.n)
+        elif message:
+            bar.set_postfix_str(message)  # a scan small enough to run as one job
         if status in FINISHED:
             break
         if status == "queued" and not hinted and time.monotonic() - started > NO_WORKER_HINT_S:
