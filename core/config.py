@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
     qdrant_collection: str = "sounds"
+    # Nearest-neighbour search (both back ends; measured choice in README, "Vector index at
+    # scale"). m, ef_construct and quantization shape the index when it is built: after
+    # changing them, `foley reindex` (or the next optimize) rebuilds it.
+    index_hnsw_m: int = 32
+    index_hnsw_ef_construct: int = 200
+    # Beam width of a query (raised to 4 x the number of results asked for).
+    index_hnsw_ef: int = 128
+    # "none", "int8" (scalar, with rescoring on the original vectors) or "binary".
+    index_quantization: str = "int8"
+    # With quantization: k x this many candidates are rescored on the original vectors.
+    index_oversampling: float = 2.0
+    # Libraries of at most this many sounds are searched exactly (embedded index only).
+    index_exact_below: int = 20_000
 
     # CLAP: a compact checkpoint folder (config.json + model.safetensors) or an
     # official LAION .pt file with `clap_amodel` naming its audio branch.
@@ -49,7 +62,23 @@ class Settings(BaseSettings):
     diffatr_checkpoint: Path = DEFAULT_MODELS_DIR / "diffatr"
     # AutoCap captioner checkpoint folder; uploads are not captioned when it is missing.
     captioner_checkpoint: Path = DEFAULT_MODELS_DIR / "captioner"
+    # Re-AudioLDM generator checkpoint folder (vae, unet and vocoder parts).
+    generator_checkpoint: Path = DEFAULT_MODELS_DIR / "generator"
     device: str = "cpu"
+    # Threads torch uses for one model call in a serving process (the API, a worker);
+    # 0: one per CPU core this process may run on.
+    torch_threads: int = 0
+
+    # Text searches that arrive within `search_batch_wait_ms` of each other share one CLAP
+    # text pass and one DiffATR pass (at most `search_batch_size` model calls per batch);
+    # false: every request runs its own (the baseline `bench/load.py` measures).
+    search_batching: bool = True
+    search_batch_size: int = 32
+    search_batch_wait_ms: float = 2.0
+    # Text searches in flight (running or waiting) past which the API answers 503 with
+    # Retry-After instead of queueing more: a waiting search should be answered well before
+    # a client gives up (64 at the slowest rate measured, 4 q/s, is 16 s of queue).
+    search_queue_size: int = 64
 
     # Decode limits, checked from the header before any decoding.
     max_file_bytes: int = 200 * 1024 * 1024
@@ -95,10 +124,17 @@ class Settings(BaseSettings):
     # A running job's worker refreshes its lease this often (x 1/4); a job whose lease is
     # older than this belongs to a dead worker and is run again.
     job_lease_s: float = 60.0
+    # A queued job whose row has not changed for this long is sent to the queue again by the
+    # workers' sweep: its message may have been lost (a broker restarted without it, a retry
+    # that could not be sent while the broker was down). A duplicate message does nothing.
+    job_resend_s: float = 600.0
     # A library scan queues caption jobs for the sounds it added (after they are searchable),
     # this many sounds per job.
     caption_on_scan: bool = True
     caption_batch_size: int = 32
+    # One upload request's files are ingested by one job task this many at a time, their
+    # CLAP embeddings batched (each file keeps its own job and status); 1: a task per file.
+    upload_batch_size: int = 16
     # A scan with more files than this to index fans them out over the workers as batch
     # jobs of this many files each (`foley index --jobs`, `POST /api/libraries/{id}/scan`);
     # 0: one job indexes the whole library.
@@ -115,13 +151,26 @@ class Settings(BaseSettings):
         "max_channels",
         "clap_batch_size",
         "caption_batch_size",
+        "search_batch_size",
+        "search_queue_size",
+        "upload_batch_size",
         "worker_concurrency",
         "job_time_limit_s",
+        "index_hnsw_m",
+        "index_hnsw_ef_construct",
+        "index_hnsw_ef",
     )
     @classmethod
     def _positive_int(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be a positive number")
+        return value
+
+    @field_validator("torch_threads", "search_batch_wait_ms")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative")
         return value
 
     @field_validator("scan_batch_files")
@@ -131,11 +180,32 @@ class Settings(BaseSettings):
             raise ValueError("must be 0 (off) or a positive number")
         return value
 
-    @field_validator("max_duration_s", "job_lease_s", "max_decode_s")
+    @field_validator("max_duration_s", "job_lease_s", "job_resend_s", "max_decode_s")
     @classmethod
     def _positive_float(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be a positive number of seconds")
+        return value
+
+    @field_validator("index_quantization")
+    @classmethod
+    def _quantization(cls, value: str) -> str:
+        if value not in ("none", "int8", "binary"):
+            raise ValueError("must be none, int8 or binary")
+        return value
+
+    @field_validator("index_oversampling")
+    @classmethod
+    def _oversampling(cls, value: float) -> float:
+        if value < 1.0:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("index_exact_below")
+    @classmethod
+    def _non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be zero or more")
         return value
 
     @field_validator("broker_url")

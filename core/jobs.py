@@ -206,6 +206,9 @@ class JobRun:
     params: dict[str, Any]
     attempt: int
     finished: bool = False
+    # False on the last try: a transient error then fails the job instead of a retry, so the
+    # body must clean up as for any failure.
+    may_retry: bool = True
     _lost: str | None = field(default=None, repr=False)
 
     def _mine(self) -> Any:
@@ -351,6 +354,7 @@ def execute(
     run = claim(catalog, job_id, lease_s)
     if run is None:
         return Outcome("skipped", job_id)
+    run.may_retry = retry_transient
     log.info("job %s (%s) attempt %d started", job_id, run.kind, run.attempt)
     started = time.monotonic()
     with run.heartbeating(max(lease_s / 4, 0.05)):
@@ -382,8 +386,8 @@ def _run_body(run: JobRun, body: JobBody, retry_transient: bool) -> str:
             return JobStatus.failed.value
         try:
             run.release(f"waiting to retry after a transient error: {type(exc).__name__}")
-        except Exception:  # the lease runs out instead, and the retry claims the job then
-            log.warning("could not hand job %s back to the queue", run.id, exc_info=True)
+        except Exception as release_error:  # the lease runs out instead; the retry claims it
+            log.warning("could not hand job %s back to the queue: %s", run.id, release_error)
         raise
     except Exception as exc:
         log.exception("job %s failed", run.id)
@@ -392,15 +396,24 @@ def _run_body(run: JobRun, body: JobBody, retry_transient: bool) -> str:
 
 
 def requeue_orphans(
-    catalog: Catalog, kinds: Sequence[str], stale_before: datetime, *, include_queued: bool
+    catalog: Catalog,
+    kinds: Sequence[str],
+    stale_before: datetime,
+    *,
+    include_queued: bool,
+    queued_before: datetime | None = None,
 ) -> list[tuple[str, str]]:
     """Jobs to send to the queue again, as (id, kind): running jobs whose lease ended before
-    `stale_before` (their worker died; each is put back to queued), and, when the broker can
-    lose a message a dead worker had taken (`include_queued`), every queued job too.
+    `stale_before` (their worker died or lost its broker; each is put back to queued); queued
+    jobs untouched since `queued_before` (their message may be gone; each is touched, so it
+    is sent at most once per period); and, when the broker can lose a message a dead worker
+    had taken (`include_queued`), every queued job.
     """
     found: list[tuple[str, str]] = []
-    # SQLite compares the stored UTC text, so the bound value must be UTC too.
+    # SQLite compares the stored UTC text, so the bound values must be UTC too.
     stale_before = _aware(stale_before).astimezone(UTC)
+    if queued_before is not None:
+        queued_before = _aware(queued_before).astimezone(UTC)
     with catalog.session() as session:
         rows = session.execute(
             select(Job.id, Job.kind, Job.status, Job.attempts).where(
@@ -409,7 +422,7 @@ def requeue_orphans(
         ).all()
         for job_id, kind, status, attempts in rows:
             if status == JobStatus.queued.value:
-                if include_queued:
+                if include_queued or _touch_if_idle(session, job_id, attempts, queued_before):
                     found.append((job_id, kind))
                 continue
             reset = session.execute(
@@ -430,6 +443,25 @@ def requeue_orphans(
             if reset.rowcount:  # type: ignore[attr-defined]
                 found.append((job_id, kind))
     return found
+
+
+def _touch_if_idle(
+    session: Session, job_id: str, attempts: int, idle_before: datetime | None
+) -> bool:
+    if idle_before is None:
+        return False
+    touched = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.queued.value,
+            Job.attempts == attempts,
+            Job.updated_at < idle_before,
+        )
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(touched.rowcount)  # type: ignore[attr-defined]
 
 
 def lease_cutoff(lease_s: float) -> datetime:

@@ -37,6 +37,8 @@ QUEUE_FOR_KIND: dict[str, str] = {
     JobKind.caption.value: "cpu",
     JobKind.index_batch.value: "cpu",
 }
+# Several upload jobs in one task, their embeddings batched; each job keeps its own row.
+UPLOAD_BATCH_TASK = "foley.upload_batch"
 RECOVER_TASK = "foley.recover"
 
 
@@ -47,6 +49,7 @@ def kinds_on(queues: list[str]) -> list[str]:
 EMBEDDED_TRANSPORT = "core.queue_transport:Transport"
 # Soft limit first, so a job that runs too long fails with a message rather than a kill.
 SOFT_LIMIT_MARGIN_S = 60
+POOL_PROCESS_START_S = 300.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -57,6 +60,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "result_backend": settings.celery_result_backend,
         "result_expires": 24 * 3600,
+        # The job row holds every outcome and nothing reads Celery's results: workers store
+        # none, and senders don't subscribe to them (`ignore_result` on each send), so an API
+        # process keeps no connection to the result store that a Redis restart could break.
+        "task_ignore_result": True,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -69,8 +76,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "cpu",
         "task_default_exchange": "foley",
         "task_default_routing_key": "cpu",
-        "task_routes": {TASK_FOR_KIND[k]: {"queue": q} for k, q in QUEUE_FOR_KIND.items()},
+        "task_routes": {
+            **{TASK_FOR_KIND[k]: {"queue": q} for k, q in QUEUE_FOR_KIND.items()},
+            UPLOAD_BATCH_TASK: {"queue": QUEUE_FOR_KIND[JobKind.upload.value]},
+        },
         "broker_connection_retry_on_startup": True,
+        # Keep reconnecting while the broker is down, however long: Celery's default gives up
+        # after 100 tries (about 16 minutes) and the worker exits.
+        "broker_connection_max_retries": None,
+        # A pool process loads the models before it reports in (`worker_process_init`);
+        # Celery's 4 s default kills one still loading on a busy machine, then the next...
+        "worker_proc_alive_timeout": POOL_PROCESS_START_S,
         # With late acks a task whose broker connection dropped would run twice otherwise.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # How long to wait for a result from a pool process that died before calling the
@@ -125,9 +141,25 @@ class JobQueue:
                 task_id=job_id,
                 queue=QUEUE_FOR_KIND[kind],
                 countdown=countdown,
+                ignore_result=True,
             )
         except KeyError:
             raise ValueError(f"no task runs jobs of kind {kind!r}") from None
+        except Exception as exc:  # kombu and redis raise their own connection errors
+            raise QueueUnavailableError(f"the job queue is unavailable: {exc}") from exc
+
+    def send_uploads(self, job_ids: Sequence[str]) -> None:
+        """Upload jobs to run in one task, their CLAP embeddings in one batch (one job still
+        runs alone, as `send` would)."""
+        if len(job_ids) == 1:
+            self.send(job_ids[0], JobKind.upload.value)
+            return
+        try:
+            self.app.send_task(
+                UPLOAD_BATCH_TASK,
+                args=[list(job_ids)],
+                queue=QUEUE_FOR_KIND[JobKind.upload.value],
+            )
         except Exception as exc:  # kombu and redis raise their own connection errors
             raise QueueUnavailableError(f"the job queue is unavailable: {exc}") from exc
 

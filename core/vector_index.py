@@ -29,17 +29,47 @@ log = logging.getLogger(__name__)
 VECTOR_NAME = "clap"
 WRITE_BATCH = 512  # points per update call: bounds request size and peak memory
 SCROLL_PAGE = 4096
-# Below this many points an exact scan costs about a millisecond and never misses; above it,
-# HNSW with a wide beam (measured here: ef 256 lifts recall@10 on random 512-d vectors from
-# 0.57 to 0.85 at 10k for the same latency).
-EXACT_BELOW = 20_000
-HNSW_EF = 256
+QUANTIZATIONS = ("none", "int8", "binary")
 
 
-def search_params(count: int, k: int) -> tuple[bool, int]:
-    """(exact, hnsw_ef) for a query of `k` over `count` points."""
-    return count <= EXACT_BELOW, max(HNSW_EF, 4 * k)
+@dataclass(frozen=True)
+class AnnParams:
+    """How the index finds neighbours. `m`, `ef_construct` and `quantization` shape the HNSW
+    graph and the stored vectors (they apply when segments are built, so changing them on an
+    existing index takes effect at the next optimize); the rest apply per query.
 
+    Defaults are the measured choice for Foley (see README, "Vector index at scale")."""
+
+    m: int = 32
+    ef_construct: int = 200
+    hnsw_ef: int = 128  # beam width of a query; at least 4 * k
+    quantization: str = "int8"  # a 4x smaller copy of the vectors walks the graph
+    oversampling: float = 2.0  # with quantization: candidates rescored = k * oversampling
+    # At or below this many points every query is an exact scan: it never misses, and the
+    # scan is as fast as the graph walk.
+    exact_below: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(
+                f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}"
+            )
+        if min(self.m, self.ef_construct, self.hnsw_ef) < 1 or self.exact_below < 0:
+            raise ValueError("m, ef_construct and hnsw_ef must be positive, exact_below >= 0")
+        if self.oversampling < 1.0:
+            raise ValueError(f"oversampling must be at least 1, got {self.oversampling}")
+
+    def exact(self, count: int) -> bool:
+        return count <= self.exact_below
+
+    def ef(self, k: int) -> int:
+        return max(self.hnsw_ef, 4 * k, int(np.ceil(k * self.oversampling)))
+
+
+# Qdrant's own rule inside one segment (in KB of vectors): plain scan below it. Foley decides
+# exact search itself from the point count (`AnnParams.exact_below`); this is Qdrant's default.
+FULL_SCAN_KB = 10_000
+INT8_QUANTILE = 0.99  # clip the 1 % most extreme components so int8 keeps resolution
 
 PAYLOAD_FIELDS = {"duration": "float", "source": "keyword", "tags": "keyword"}
 
@@ -98,9 +128,24 @@ def open_vector_index(settings: Settings, dim: int) -> VectorIndex:
     """The index the settings name: a Qdrant server if `qdrant_url` is set, else embedded."""
     if settings.qdrant_url:
         return ServerVectorIndex(
-            settings.qdrant_url, settings.qdrant_collection, dim, settings.qdrant_api_key
+            settings.qdrant_url,
+            settings.qdrant_collection,
+            dim,
+            settings.qdrant_api_key,
+            ann_params(settings),
         )
-    return EdgeVectorIndex(settings.index_path, dim)
+    return EdgeVectorIndex(settings.index_path, dim, ann_params(settings))
+
+
+def ann_params(settings: Settings) -> AnnParams:
+    return AnnParams(
+        m=settings.index_hnsw_m,
+        ef_construct=settings.index_hnsw_ef_construct,
+        hnsw_ef=settings.index_hnsw_ef,
+        quantization=settings.index_quantization,
+        oversampling=settings.index_oversampling,
+        exact_below=settings.index_exact_below,
+    )
 
 
 def _vector_list(vector: np.ndarray, dim: int) -> list[float]:
@@ -144,18 +189,44 @@ def _stored_vector(vector: Any) -> np.ndarray:
     return np.asarray(named, dtype=np.float32)
 
 
+def _edge_quantization(kind: str) -> Any:
+    if kind == "int8":
+        return edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, quantile=INT8_QUANTILE)
+    if kind == "binary":
+        return edge.BinaryQuantizationConfig()
+    return None
+
+
+def _edge_rescoring(ann: AnnParams) -> edge.QuantizationSearchParams:
+    if ann.quantization == "none":
+        # An index built with quantization keeps it when reopened without; don't use it.
+        return edge.QuantizationSearchParams(ignore=True)
+    # Quantized scores pick the candidates; the original vectors order them.
+    return edge.QuantizationSearchParams(rescore=True, oversampling=ann.oversampling)
+
+
 class EdgeVectorIndex:
     """A Qdrant Edge shard in a folder, owned by this process (the shard locks its WAL)."""
 
-    def __init__(self, path: Path, dim: int) -> None:
+    def __init__(self, path: Path, dim: int, ann: AnnParams | None = None) -> None:
         self.path = Path(path)
         self.dim = dim
+        # Search-time fields may be replaced on an open index; build-time ones apply to
+        # segments built after the shard is (re)opened with them.
+        self.ann = ann or AnnParams()
         self._handle: edge.EdgeShard | None = self._open()
         self._count: int | None = None  # cached for choosing exact search; reset on writes
 
     def _config(self) -> edge.EdgeConfig:
         params = edge.EdgeVectorParams(size=self.dim, distance=edge.Distance.Cosine)
-        return edge.EdgeConfig(vectors={VECTOR_NAME: params})
+        hnsw = edge.HnswIndexConfig(
+            m=self.ann.m, ef_construct=self.ann.ef_construct, full_scan_threshold=FULL_SCAN_KB
+        )
+        return edge.EdgeConfig(
+            vectors={VECTOR_NAME: params},
+            hnsw_config=hnsw,
+            quantization_config=_edge_quantization(self.ann.quantization),
+        )
 
     def _open(self) -> edge.EdgeShard:
         exists = (self.path / "edge_config.json").exists()
@@ -228,10 +299,13 @@ class EdgeVectorIndex:
         conditions = _conditions(flt, edge.FieldCondition, edge.MatchValue, edge.RangeFloat)
         if self._count is None:
             self._count = self.count()
-        exact, ef = search_params(self._count, k)
         request = edge.QueryRequest(
             limit=k,
-            params=edge.SearchParams(hnsw_ef=ef, exact=exact),
+            params=edge.SearchParams(
+                hnsw_ef=self.ann.ef(k),
+                exact=self.ann.exact(self._count),
+                quantization=_edge_rescoring(self.ann),
+            ),
             query=edge.Query.Nearest(_vector_list(vector, self.dim), using=VECTOR_NAME),
             filter=edge.Filter(must=conditions) if conditions else None,
             with_payload=True,
@@ -286,11 +360,17 @@ class ServerVectorIndex:
     """A collection on a Qdrant server (or qdrant-client's in-memory mode for ":memory:")."""
 
     def __init__(
-        self, location: str, collection: str, dim: int, api_key: str | None = None
+        self,
+        location: str,
+        collection: str,
+        dim: int,
+        api_key: str | None = None,
+        ann: AnnParams | None = None,
     ) -> None:
         self.location = location
         self.collection = collection
         self.dim = dim
+        self.ann = ann or AnnParams()
         self._connection: QdrantClient | None = _connect(location, api_key)
         try:
             self._ensure_collection()
@@ -314,7 +394,12 @@ class ServerVectorIndex:
             self._check_stored_dim()
         else:
             params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
-            self._client.create_collection(self.collection, vectors_config={VECTOR_NAME: params})
+            self._client.create_collection(
+                self.collection,
+                vectors_config={VECTOR_NAME: params},
+                hnsw_config=models.HnswConfigDiff(m=self.ann.m, ef_construct=self.ann.ef_construct),
+                quantization_config=_server_quantization(self.ann.quantization),
+            )
         with warnings.catch_warnings():
             # In-memory mode (tests) has no payload indexes and warns about it.
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
@@ -366,7 +451,10 @@ class ServerVectorIndex:
             using=VECTOR_NAME,
             limit=k,
             query_filter=models.Filter(must=conditions) if conditions else None,
-            search_params=models.SearchParams(hnsw_ef=search_params(EXACT_BELOW + 1, k)[1]),
+            # The server decides exact scans itself (small segments); Foley sets the beam.
+            search_params=models.SearchParams(
+                hnsw_ef=self.ann.ef(k), quantization=_server_rescoring(self.ann)
+            ),
             with_payload=True,
         )
         return [SearchHit(int(p.id), float(p.score), p.payload or {}) for p in response.points]
@@ -404,6 +492,27 @@ class ServerVectorIndex:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _server_quantization(kind: str) -> Any:
+    from qdrant_client import models
+
+    if kind == "int8":
+        scalar = models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=INT8_QUANTILE
+        )
+        return models.ScalarQuantization(scalar=scalar)
+    if kind == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig())
+    return None
+
+
+def _server_rescoring(ann: AnnParams) -> Any:
+    from qdrant_client import models
+
+    if ann.quantization == "none":
+        return None
+    return models.QuantizationSearchParams(rescore=True, oversampling=ann.oversampling)
 
 
 def _connect(location: str, api_key: str | None) -> QdrantClient:

@@ -16,6 +16,7 @@ from pathlib import Path
 from core.config import ConfigError, Settings, get_settings
 from foley.captions import add_caption_commands
 from foley.common import CommandError
+from foley.generate import add_generate_commands
 from foley.library import add_library_commands
 from foley.models import add_model_commands
 from foley.service import add_service_commands
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_caption_commands(sub)
     add_service_commands(sub)
     add_model_commands(sub)
+    add_generate_commands(sub)
 
     p = sub.add_parser("demo", help="build a demo library, index it and serve search")
     p.add_argument("library", nargs="?", help="index this folder instead of the demo library")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from core.config import DEFAULT_MODELS_DIR, Settings
-from foley.common import CommandError, comma_list
+from foley.common import CommandError, comma_list, recorded_command
 
 
 def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,8 +31,6 @@ def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
-    import shlex
-
     from generative.clap.train import train_clap
 
     extra: dict[str, Any] = {} if args.max_steps is None else {"max_steps": args.max_steps}
@@ -56,7 +53,7 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
         Path(args.out),
         seed=args.seed,
         max_minutes=args.max_minutes,
-        command=shlex.join(["foley", *sys.argv[1:]]),
+        command=recorded_command(),
         **extra,
     )
     print(f"compact CLAP written to {out}")
@@ -76,8 +73,6 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
-    import shlex
-
     from generative.diffatr.train import train_diffatr
 
     out = train_diffatr(
@@ -92,7 +87,7 @@ def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
         feature_noise=args.feature_noise,
         shard_clips=args.shard_clips,
         candidates=args.candidates,
-        command=shlex.join(["foley", *sys.argv[1:]]),
+        command=recorded_command(),
     )
     print(f"DiffATR written to {out}")
     return 0
@@ -116,8 +111,6 @@ def cmd_eval_rerank(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
-    import shlex
-
     from generative.captioner.train import train_captioner
 
     extra: dict[str, Any] = {"threads": args.threads}
@@ -131,10 +124,39 @@ def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
         Path(args.clap_checkpoint or settings.clap_checkpoint),
         seed=args.seed,
         max_minutes=args.max_minutes,
-        command=shlex.join(["foley", *sys.argv[1:]]),
+        command=recorded_command(),
         **extra,
     )
     print(f"captioner written to {out}")
+    return 0
+
+
+def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.generator.train import TrainOptions, train_generator
+
+    opts = TrainOptions(
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        train_clips=args.train_clips,
+        threads=args.threads,
+        log_every=args.log_every,
+        clap_checkpoint=str(args.clap_checkpoint or settings.clap_checkpoint),
+        command=recorded_command(),
+    )
+    if args.batch_size:
+        opts.batch_size = args.batch_size
+    if args.lr:
+        opts.lr = args.lr
+    if args.unet_seconds:
+        opts.unet_seconds = args.unet_seconds
+    if args.train_condition:
+        opts.train_condition = args.train_condition
+    try:
+        out = train_generator(args.stage, Path(args.corpus), Path(args.out), opts)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"generator {args.stage} written to {out}")
     return 0
 
 
@@ -243,6 +265,29 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--train-clips", type=int, help="train on a seeded sample of this many clips")
     p.set_defaults(func=cmd_train_captioner)
+
+    p = train_sub.add_parser(
+        "generator", help="train one stage of the Re-AudioLDM generator (vae, vocoder, unet)"
+    )
+    p.add_argument("--stage", choices=["vae", "vocoder", "unet"], required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", default=str(DEFAULT_MODELS_DIR / "generator"))
+    p.add_argument("--clap-checkpoint", help="CLAP whose embeddings condition the UNet")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=55.0)
+    p.add_argument("--max-steps", type=int, help="a fixed number of steps instead of the budget")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--train-clips", type=int, help="train on a seeded sample of this many clips")
+    p.add_argument("--unet-seconds", type=float, help="length of the UNet's training crops")
+    p.add_argument("--log-every", type=int, default=25, help="log the loss every N steps")
+    p.add_argument(
+        "--train-condition", choices=["text", "audio"],
+        help="the UNet's query slot in training: a caption's CLAP text embedding (default) or "
+        "the clip's CLAP audio embedding (AudioLDM); sampling always uses text",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_train_generator)
 
     evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")
     eval_sub = evaluate.add_subparsers(dest="model", required=True)

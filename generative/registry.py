@@ -22,6 +22,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
+
+
+def torch_threads(settings: Settings | None = None, processes: int = 1) -> int:
+    """How many threads one model call may use: `FOLEY_TORCH_THREADS`, or the CPU cores this
+    process may run on, shared among `processes` that run models side by side."""
+    import os
+
+    settings = settings or get_settings()
+    if settings.torch_threads:
+        return settings.torch_threads
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, processes))
+
+
+def configure_torch(settings: Settings | None = None, processes: int = 1) -> int:
+    """Set torch's thread counts for a serving process, deliberately rather than by default:
+    `torch_threads` for one call's kernels, one inter-op thread (calls are not split across
+    threads; concurrent requests share a model call instead, see `core.batching`)."""
+    import torch
+
+    threads = torch_threads(settings, processes)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only possible before torch's first parallel work
+        pass
+    log.info("torch uses %d threads per model call", threads)
+    return threads
+
+
 _clap: dict[tuple[str, str, str, bool, str, int], ClapModel] = {}
 
 

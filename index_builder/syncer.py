@@ -8,7 +8,9 @@ entry twice, or out of order within a chunk, changes nothing.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,10 +43,19 @@ class IndexDiff:
 
 
 class IndexSyncer:
-    def __init__(self, catalog: Catalog, index: VectorIndex, model_id: str) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        index: VectorIndex,
+        model_id: str,
+        index_lock: AbstractContextManager[object] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.index = index
         self.model_id = model_id
+        # Held around index calls only: searches wait for a write, never for catalog reads.
+        self.index_lock: AbstractContextManager[object] = index_lock or threading.RLock()
+        self._syncing = threading.Lock()  # one sync at a time; searches do not take it
 
     def _state(self, session: object) -> IndexState:
         from sqlalchemy.orm import Session
@@ -72,6 +83,10 @@ class IndexSyncer:
 
     def sync(self, chunk: int = 512) -> int:
         """Apply every pending outbox entry; returns how many were applied."""
+        with self._syncing:
+            return self._sync(chunk)
+
+    def _sync(self, chunk: int) -> int:
         if self.indexed_model() != self.model_id:
             log.warning(
                 "index holds model %s; rebuilding for %s", self.indexed_model(), self.model_id
@@ -105,14 +120,20 @@ class IndexSyncer:
         ).all()
         points = [IndexedPoint(s.id, e.as_array(), payload_for(s)) for s, e in rows]
         present = {p.id for p in points}
-        if points:
-            self.index.upsert(points)
         gone = [i for i in sound_ids if i not in present]
-        if gone:
-            self.index.delete(gone)
+        with self.index_lock:
+            if points:
+                self.index.upsert(points)
+            if gone:
+                self.index.delete(gone)
 
     def rebuild(self, chunk: int = 512, progress: Callable[[int, int], None] | None = None) -> int:
-        """Clear the index and load it from the catalog alone (`foley reindex`)."""
+        """Clear the index and load it from the catalog alone (`foley reindex`). Searches
+        wait until it is whole again rather than see it half loaded."""
+        with self.index_lock:
+            return self._rebuild(chunk, progress)
+
+    def _rebuild(self, chunk: int, progress: Callable[[int, int], None] | None) -> int:
         with self.catalog.session() as session:
             last_seq = session.scalar(select(func.max(OutboxEntry.seq))) or 0
             ids = list(
@@ -148,7 +169,8 @@ class IndexSyncer:
                     select(Embedding.sound_id).where(Embedding.model_id == self.model_id)
                 )
             )
-        index_ids = self.index.ids()
+        with self.index_lock:
+            index_ids = self.index.ids()
         diff.missing = sorted(catalog_ids - index_ids)
         diff.extra = sorted(index_ids - catalog_ids)
         if check_vectors:
@@ -159,7 +181,8 @@ class IndexSyncer:
         stale: list[int] = []
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
-            stored = self.index.vectors(part)
+            with self.index_lock:
+                stored = self.index.vectors(part)
             with self.catalog.session() as session:
                 rows = session.scalars(
                     select(Embedding).where(
@@ -177,7 +200,8 @@ class IndexSyncer:
             self.rebuild()
             return
         if diff.extra:
-            self.index.delete(diff.extra)
+            with self.index_lock:
+                self.index.delete(diff.extra)
         fix = sorted(set(diff.missing) | set(diff.stale))
         for start in range(0, len(fix), 512):
             with self.catalog.session() as session:

@@ -13,25 +13,32 @@ catalog, and its stored copy is removed unless something else still needs it.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.audio import AudioError, DecodeLimits, probe
+from core.batching import MicroBatcher
 from core.catalog import Embedding, Job, JobStatus, Location, OutboxEntry, Sound, SoundSource
 from core.db import Catalog
 from core.jobs import (
     ACTIVE,
     TRANSIENT_ERRORS,
+    JobBusy,
     JobFailed,
     JobKind,
     JobRun,
     JobSuperseded,
+    execute,
     new_job,
 )
 from core.store import FileStore
@@ -144,7 +151,9 @@ def ingest_upload(
     except JobSuperseded:
         raise  # the attempt that took over needs the stored file
     except TRANSIENT_ERRORS:
-        raise  # the retry needs it too
+        if not run.may_retry:  # the job fails now: leave nothing, as for any failure
+            discard_if_unused(catalog, store, path, exclude_job=run.id)
+        raise  # otherwise the retry needs the stored file
     except Exception:
         # Failed or cancelled: nothing of this upload stays unless another job needs it.
         discard_if_unused(catalog, store, path, exclude_job=run.id)
@@ -280,3 +289,102 @@ def discard_if_unused(
         if any(params.get("content_hash") == digest for params in active):
             return False
     return store.remove(path)
+
+
+# --- Several uploads in one task ------------------------------------------------------------
+
+BATCH_WAIT_S = 2.0  # the longest a decoded upload waits for the rest of its batch
+
+
+class SharedEmbedder:
+    """The CLAP of a batch of uploads: each job thread's `embed_audio` joins one batched pass.
+
+    The batch runs once every job still running has handed in its audio (a job that failed,
+    or found a duplicate, calls `leave`), or after `BATCH_WAIT_S` at the latest.
+    """
+
+    def __init__(self, model: AudioEmbedder, jobs: int) -> None:
+        self.model_id, self.dim, self.sample_rate = model.model_id, model.dim, model.sample_rate
+        self._waiting = jobs
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+        def run(items: list[Sequence[np.ndarray]]) -> list[np.ndarray]:
+            waves = [wave for item in items for wave in item]
+            vectors = model.embed_audio(waves)  # (sum of items' lengths, D), in one pass
+            bounds = np.cumsum([0, *(len(item) for item in items)])
+            return [vectors[a:b] for a, b in itertools.pairwise(bounds)]
+
+        self.batcher: MicroBatcher[Sequence[np.ndarray], np.ndarray] = MicroBatcher(
+            run, max_batch=max(jobs, 1), max_wait_s=BATCH_WAIT_S, name="foley-upload-batch"
+        )
+
+    def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        future = self.batcher.submit_async(list(waves))
+        self.leave()
+        return future.result()
+
+    def leave(self) -> None:
+        """This thread's job hands in no more audio."""
+        if getattr(self._local, "left", False):
+            return
+        self._local.left = True
+        with self._lock:
+            self._waiting -= 1
+            if self._waiting <= 0:
+                self.batcher.flush()
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+def ingest_uploads(
+    catalog: Catalog,
+    model: AudioEmbedder,
+    store: FileStore,
+    limits: DecodeLimits,
+    job_ids: Sequence[str],
+    *,
+    lease_s: float,
+    captioner: Captioner | None = None,
+) -> dict[str, float]:
+    """Run several upload jobs together, their CLAP embeddings in one batch.
+
+    Every job keeps its own row, claim, lease, progress and outcome (`core.jobs.execute`,
+    one thread each): a file that fails fails its own job only. Returns the jobs to send to
+    the queue again, each with the seconds to wait (another attempt holds its lease, or a
+    transient error)."""
+    shared = SharedEmbedder(model, len(job_ids))
+
+    def one(job_id: str) -> float | None:
+        try:
+            execute(
+                catalog,
+                job_id,
+                lambda run: ingest_upload(catalog, shared, store, limits, run, captioner),
+                lease_s=lease_s,
+            )
+            return None
+        except JobBusy as busy:
+            return busy.wait_s + 0.5
+        except TRANSIENT_ERRORS:
+            log.warning("upload job %s: transient error; sent again", job_id, exc_info=True)
+            return 1.0
+        finally:
+            shared.leave()
+
+    waits: dict[str, float | None] = {}
+
+    def thread(job_id: str) -> None:
+        waits[job_id] = one(job_id)
+
+    # A thread per job (not a pool, whose threads run several): `leave` counts per thread.
+    threads = [threading.Thread(target=thread, args=(j,), name="upload-job") for j in job_ids]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        shared.close()
+    return {job_id: wait for job_id, wait in waits.items() if wait is not None}

@@ -68,7 +68,7 @@ def search_text(
         raise QueryError(f"mode must be one of hybrid, audio, words; got {mode!r}") from None
     if mode is SearchMode.words:
         return search_words(foley, query, k, flt)
-    vector = foley.clap.embed_text([query])[0]
+    vector = foley.models.embed_text(query)  # micro-batched with concurrent queries
     if mode is SearchMode.audio:
         return search_vector(foley, vector, k, flt, rerank=rerank)
     depth = max(k, FUSION_DEPTH)

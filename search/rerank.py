@@ -20,6 +20,7 @@ from core.catalog import Embedding
 
 if TYPE_CHECKING:
     from generative.diffatr.pipeline import DiffATR
+    from search.batching import QueryModels
     from search.results import SoundResult
     from search.service import Foley
 
@@ -52,12 +53,20 @@ def top_n(reranker: DiffATR | None, k: int) -> int:
 
 
 def rerank_scores(
-    reranker: DiffATR, query: np.ndarray, audio: np.ndarray, clap_scores: np.ndarray
+    reranker: DiffATR,
+    query: np.ndarray,
+    audio: np.ndarray,
+    clap_scores: np.ndarray,
+    models: QueryModels | None = None,
 ) -> np.ndarray:
-    """query (D,), candidates (N, D), their CLAP scores (N,) -> final scores (N,)."""
+    """query (D,), candidates (N, D), their CLAP scores (N,) -> final scores (N,). DiffATR runs
+    through `models` (micro-batched in the API) when given."""
     if len(audio) == 0:
         return np.zeros(0)
-    probs = reranker.generate(query, audio)  # (N,), sums to 1
+    if models is None:
+        probs = reranker.generate(query, audio)  # (N,), sums to 1
+    else:
+        probs = models.relevance(reranker, query, audio)
     return reranker.scores(clap_scores, probs)
 
 
@@ -83,7 +92,7 @@ def rerank_results(
     if known:
         audio = np.stack([vectors[r.id] for r in known])  # (N, D)
         clap = np.asarray([r.score for r in known], dtype=np.float64)  # (N,)
-        scores = rerank_scores(reranker, query, audio, clap)
+        scores = rerank_scores(reranker, query, audio, clap, foley.models)
         final.update(zip((r.id for r in known), scores, strict=True))
     if len(known) < len(results):
         log.warning("%d of %d candidates have no catalog vector; not reranked",

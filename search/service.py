@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 from core.audio import DecodeLimits
 from core.config import Settings
 from core.db import Catalog
+from core.jobs import TRANSIENT_ERRORS
 from core.vector_index import VectorIndex, open_vector_index
 from index_builder.syncer import IndexSyncer
+from search.batching import BatchedQueryModels, QueryModels
 
 if TYPE_CHECKING:
     from generative.clap.model import ClapModel
@@ -31,10 +33,12 @@ class Foley:
     index: VectorIndex
     syncer: IndexSyncer
     limits: DecodeLimits
-    # The index is not shared between threads without it.
+    # The index is not shared between threads without it. Held only around index calls
+    # (a query's ANN search, the syncer's writes), never around catalog reads or models.
     lock: threading.RLock = field(default_factory=threading.RLock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _models: QueryModels | None = None
 
     @classmethod
     def open(cls, settings: Settings, clap: ClapModel | None = None) -> Foley:
@@ -48,12 +52,40 @@ class Foley:
         except Exception:
             catalog.dispose()
             raise
-        syncer = IndexSyncer(catalog, index, model.model_id)
-        return cls(settings, catalog, model, index, syncer, DecodeLimits.from_settings(settings))
+        lock = threading.RLock()
+        syncer = IndexSyncer(catalog, index, model.model_id, index_lock=lock)
+        limits = DecodeLimits.from_settings(settings)
+        return cls(settings, catalog, model, index, syncer, limits, lock=lock)
+
+    @property
+    def models(self) -> QueryModels:
+        """The query-time model calls: micro-batched once `start_query_batching` ran."""
+        if self._models is None:
+            self._models = QueryModels(self.clap)
+        return self._models
+
+    def start_query_batching(self) -> None:
+        """Micro-batch concurrent text queries (the API), unless the settings turn it off."""
+        from generative.registry import torch_threads
+
+        settings = self.settings
+        if not settings.search_batching or isinstance(self._models, BatchedQueryModels):
+            return
+        self._models = BatchedQueryModels(
+            self.clap,
+            max_batch=settings.search_batch_size,
+            max_wait_s=settings.search_batch_wait_ms / 1000,
+            torch_threads=torch_threads(settings),
+        )
+
+    def stop_query_batching(self) -> None:
+        models, self._models = self._models, None
+        if models is not None:
+            models.close()
 
     def sync(self) -> int:
-        with self.lock:
-            return self.syncer.sync()
+        # The syncer takes `lock` itself, around its index writes only.
+        return self.syncer.sync()
 
     def start_background_sync(self, interval_s: float = 1.0) -> None:
         """Apply outbox entries written by other processes (a CLI run, a worker)."""
@@ -64,6 +96,8 @@ class Foley:
                     applied = self.sync()
                     if applied:
                         log.info("applied %d catalog changes to the index", applied)
+                except TRANSIENT_ERRORS as exc:  # the catalog restarting: one line, not a trace
+                    log.warning("index sync waits for the catalog: %s", exc)
                 except Exception:
                     log.exception("index sync failed; retrying")
 
@@ -71,6 +105,7 @@ class Foley:
         self._thread.start()
 
     def close(self) -> None:
+        self.stop_query_batching()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

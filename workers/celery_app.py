@@ -29,6 +29,7 @@ from celery.signals import (
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
+    worker_shutdown,
 )
 
 from core.audio import DecodeLimits
@@ -37,6 +38,7 @@ from core.db import Catalog
 from core.queue import RECOVER_TASK, make_celery
 from core.redact import install_log_redaction
 from core.store import FileStore
+from workers.sweeper import Sweeper
 
 if TYPE_CHECKING:
     from generative.clap.model import ClapModel
@@ -115,7 +117,10 @@ def _preload_model_code(**_: Any) -> None:
 @worker_process_init.connect
 def _load_models(**_: Any) -> None:
     try:
+        from generative.registry import configure_torch
+
         context = worker_context()
+        configure_torch(context.settings, processes=context.settings.worker_concurrency)
         model = context.model
         captioner, status = context.captioner()
         log.info(
@@ -135,26 +140,48 @@ def _close_context(**_: Any) -> None:
         _context.catalog.dispose()
 
 
+_sweeper: Sweeper | None = None
+
+
 @worker_ready.connect
 def _recover_on_start(sender: Any = None, **_: Any) -> None:
-    """Send the jobs a dead worker left behind to the queue again (`workers.tasks.recover`).
+    """Send the jobs a dead worker left behind to the queue again, and keep doing so.
 
-    A running job whose lease ran out is re-sent: checked now, and once more when the leases
-    of jobs that were running at start have had time to run out. The embedded queue also
-    loses a message its worker had taken when that worker is killed, so there every queued
-    job is re-sent too (a job whose message survived then arrives twice; the second does
-    nothing). Redis itself re-delivers a dead worker's message after the visibility timeout.
+    At start a `recover` task checks now (on the embedded queue every queued job too: its
+    transport loses the message a killed worker had taken) and once more when the leases of
+    jobs that were running at start have had time to run out. From then on the sweep
+    (`workers.sweeper`) runs in this process every lease period, catching the messages a
+    broker or database outage lost while this worker kept running.
     """
+    global _sweeper
     settings = get_settings()
     celery = sender.app if sender is not None else app
     queues = sorted(celery.amqp.queues.consume_from or QUEUES)
     try:
-        celery.send_task(RECOVER_TASK, args=[queues, settings.broker_is_embedded], queue=queues[0])
         celery.send_task(
-            RECOVER_TASK, args=[queues, False], queue=queues[0], countdown=settings.job_lease_s + 1
+            RECOVER_TASK,
+            args=[queues, settings.broker_is_embedded],
+            queue=queues[0],
+            ignore_result=True,
+        )
+        celery.send_task(
+            RECOVER_TASK,
+            args=[queues, False],
+            queue=queues[0],
+            countdown=settings.job_lease_s + 1,
+            ignore_result=True,
         )
     except Exception:
         log.exception("could not schedule the recovery of interrupted jobs")
+    if _sweeper is None:
+        _sweeper = Sweeper(settings, celery, queues)
+        _sweeper.start()
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: Any) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
 
 
 def run_worker(

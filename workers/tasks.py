@@ -17,13 +17,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import create_engine, text
 
 from core import jobs
-from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobRun, lease_cutoff
-from core.queue import JobQueue, kinds_on
+from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobKind, JobRun
+from core.queue import UPLOAD_BATCH_TASK, JobQueue
 from index_builder.captions import CaptionFollowUp, caption_sounds
 from index_builder.library_scan import scan_library
 from index_builder.scan_batches import index_batch as index_batch_body
-from index_builder.uploads import ingest_upload
+from index_builder.uploads import ingest_upload, ingest_uploads
 from workers.celery_app import WorkerContext, app, worker_context
+from workers.sweeper import recover_jobs
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,19 @@ def upload(self: JobTask, job_id: str) -> dict[str, Any]:
     )
 
 
+@app.task(name=UPLOAD_BATCH_TASK, bind=True)
+def upload_batch(self: Task, job_ids: list[str]) -> dict[str, Any]:
+    c = worker_context()
+    resend = ingest_uploads(
+        c.catalog, c.model, c.store, c.limits, job_ids,
+        lease_s=c.settings.job_lease_s, captioner=c.captioner()[0],
+    )  # fmt: skip
+    queue = JobQueue(c.settings, app=self.app)
+    for job_id, wait_s in resend.items():
+        queue.send(job_id, JobKind.upload.value, countdown=wait_s)
+    return {"job_ids": job_ids, "sent_again": sorted(resend)}
+
+
 @app.task(name="foley.scan", base=JobTask, bind=True, kind="scan")
 def scan(self: JobTask, job_id: str) -> dict[str, Any]:
     return self.run_job(
@@ -145,24 +159,15 @@ def _caption_follow_up(task: Task, context: WorkerContext) -> CaptionFollowUp | 
 
 @app.task(name="foley.recover", bind=True)
 def recover(self: Task, queues: list[str], include_queued: bool = False) -> dict[str, Any]:
-    """Send again the jobs of these queues that a dead worker left unfinished: running jobs
-    whose lease ran out and, with `include_queued` (embedded queue), queued jobs."""
+    """Send again the jobs of these queues whose message was lost (`workers.sweeper`); with
+    `include_queued` (embedded queue, at start) every queued job."""
     context = worker_context()
     settings = context.settings
     if include_queued:
         _drop_taken_messages(settings.celery_broker_url)
-    orphans = jobs.requeue_orphans(
-        context.catalog,
-        kinds_on(queues),
-        lease_cutoff(settings.job_lease_s),
-        include_queued=include_queued,
-    )
     queue = JobQueue(settings, app=self.app)
-    for job_id, kind in orphans:
-        queue.send(job_id, kind)
-    if orphans:
-        log.warning("sent %d interrupted jobs to the queue again", len(orphans))
-    return {"requeued": [job_id for job_id, _ in orphans]}
+    requeued = recover_jobs(context.catalog, queue, queues, include_queued=include_queued)
+    return {"requeued": requeued}
 
 
 def _drop_taken_messages(broker_url: str) -> None:

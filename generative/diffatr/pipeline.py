@@ -32,13 +32,22 @@ class DiffATR:
         self, query: np.ndarray, audio: np.ndarray, steps: int | None = None
     ) -> np.ndarray:
         """query (D,) and candidates (K, D), unit CLAP vectors -> probabilities (K,)."""
-        query_t = torch.as_tensor(np.asarray(query, dtype=np.float32))[None]  # (1, D)
-        audio_t = torch.as_tensor(np.asarray(audio, dtype=np.float32))[None]  # (1, K, D)
+        return self.generate_batch(np.asarray(query)[None], np.asarray(audio)[None], steps)[0]
+
+    def generate_batch(
+        self, queries: np.ndarray, audio: np.ndarray, steps: int | None = None
+    ) -> np.ndarray:
+        """B lists at once: queries (B, D), candidates (B, K, D) -> probabilities (B, K)."""
+        query_t = torch.as_tensor(np.asarray(queries, dtype=np.float32))  # (B, D)
+        audio_t = torch.as_tensor(np.asarray(audio, dtype=np.float32))  # (B, K, D)
         generator = torch.Generator().manual_seed(self.config.seed)
+        # Every list starts from the same seeded noise, the noise a list alone would get,
+        # so a list's scores do not depend on which others share its batch.
+        noise = torch.randn((1, audio_t.shape[1]), generator=generator).expand(len(query_t), -1)
         probs = self.sampler(
-            self.model, query_t, audio_t, steps or self.config.sample_steps, generator
+            self.model, query_t, audio_t, steps or self.config.sample_steps, noise=noise
         )
-        return probs[0].double().numpy()
+        return probs.double().numpy()
 
     def scores(
         self, clap_scores: np.ndarray, probs: np.ndarray, alpha: float | None = None

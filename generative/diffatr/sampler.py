@@ -72,8 +72,10 @@ class DiffATRSampler:
         audio: torch.Tensor,
         steps: int,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """query (B, D), audio (B, K, D) -> the generated distribution (B, K): rows >= 0, sum 1."""
+        """query (B, D), audio (B, K, D) -> the generated distribution (B, K): rows >= 0, sum 1.
+        The starting noise is drawn from `generator`, or given as `noise` (B, K)."""
         if query.dim() != 2 or audio.dim() != 3 or audio.shape[0] != query.shape[0]:
             raise ValueError(
                 f"need query (B, D) and audio (B, K, D); got {query.shape}, {audio.shape}"
@@ -82,7 +84,9 @@ class DiffATRSampler:
             raise ValueError(f"steps must be at least 1, got {steps}")
         scheduler = self.scheduler(steps)
         shape = audio.shape[:2]
-        x = torch.randn(shape, generator=generator, dtype=query.dtype).to(query.device)  # (B, K)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, dtype=query.dtype)
+        x = noise.to(device=query.device, dtype=query.dtype)  # (B, K)
         probs = torch.full(shape, 1.0 / shape[1], dtype=query.dtype, device=query.device)
         encoded = model.encode(query, audio)  # once; each step reuses it
         conds = model.time_condition(scheduler.timesteps.to(query.device))  # (steps, W)

@@ -1,3 +1,5 @@
-"""Re-AudioLDM: retrieval-augmented text-to-audio generation. Will hold `model.py` (mel VAE,
-conditioned latent UNet, vocoder and their configs), `pipeline.py`, `train.py` and `eval.py`, in
-the same shape as `generative.clap` and `generative.diffatr`."""
+"""Re-AudioLDM: retrieval-augmented text-to-audio generation. `config.py` (the dataclasses),
+`mel.py` (log-mel front end, Griffin-Lim), `model.py` (mel VAE, conditioned latent UNet,
+checkpoint folders), `vocoder.py`, `sampler.py` (scheduler + guidance), `pipeline.py`
+(`Generator`), `features.py` (corpus CLAP features and neighbours) and `train.py`; `eval.py`
+is still to come."""

@@ -14,11 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from core.audio import AudioError, TooLargeError
 from core.redact import redact
 from core.vector_index import VectorIndexError
+from search.api.admission import ServerBusyError
 from search.pipeline import QueryError
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,10 @@ COMMON_ERRORS = {
     "422": "a parameter or the body is invalid",
     "429": "over the rate limit; retry after the seconds in Retry-After",
     "500": "an unexpected server error (the details are in the server's log)",
+    "503": "the catalog database (or the job queue) cannot be reached; retry after Retry-After",
 }
+# How long a client should wait before asking again while the catalog is unreachable.
+CATALOG_RETRY_AFTER_S = 5
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -69,9 +74,24 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status, "bad_query" if exc.status == 422 else "not_found", str(exc)
         )
 
+    @app.exception_handler(ServerBusyError)
+    async def _busy(_: Request, exc: ServerBusyError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(503, "busy", str(exc), headers)
+
     @app.exception_handler(VectorIndexError)
     async def _index(_: Request, exc: VectorIndexError) -> JSONResponse:
         return error_response(503, "index_unavailable", str(exc))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _catalog(request: Request, exc: Exception) -> JSONResponse:
+        # A database restarting or out of reach: the client may retry; the statement and
+        # the connection's address stay in the log.
+        log.warning("catalog unreachable on %s %s: %s", request.method, request.url.path, exc)
+        detail = f"the catalog database cannot be reached ({type(exc).__name__}); try again"
+        headers = {"Retry-After": str(CATALOG_RETRY_AFTER_S)}
+        return error_response(503, "catalog_unavailable", detail, headers)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

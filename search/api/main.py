@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from core.config import Settings, get_settings
 from core.queue import JobQueue
 from core.redact import install_log_redaction
+from search.api.admission import SearchQueue
 from search.api.errors import error_openapi, install_error_handlers
 from search.api.headers import install_headers
 from search.api.ratelimit import RateLimits
@@ -55,18 +56,24 @@ def create_app(settings: Settings | None = None, foley: Foley | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from generative.registry import configure_torch
+
+        configure_torch(effective)
         opened = None
         if foley is None:
             opened = Foley.open(effective)
             opened.sync()
             opened.start_background_sync()
         app.state.foley = foley or opened
+        app.state.foley.start_query_batching()
+        app.state.search_queue = SearchQueue(app.state.foley.settings.search_queue_size)
         _warn_if_open(app.state.foley.settings)
         app.state.queue = JobQueue(app.state.foley.settings)
         app.state.rate_limits = RateLimits(app.state.foley.settings)
         try:
             yield
         finally:
+            app.state.foley.stop_query_batching()
             app.state.queue.close()
             if opened is not None:
                 opened.close()

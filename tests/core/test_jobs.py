@@ -140,6 +140,24 @@ def test_orphans_are_requeued_once(catalog: Catalog) -> None:
     assert again is not None and again.attempt == 2
 
 
+def test_queued_jobs_left_idle_are_sent_again_once_per_period(catalog: Catalog) -> None:
+    idle, fresh = make_job(catalog), make_job(catalog)
+    past = utcnow() - timedelta(hours=1)
+    with catalog.session() as session:
+        job = session.get(Job, idle)
+        assert job is not None
+        job.updated_at = past  # its message was lost an hour ago
+    cutoff = utcnow() - timedelta(minutes=10)
+    found = requeue_orphans(catalog, ["ping"], past, include_queued=False, queued_before=cutoff)
+    assert found == [(idle, "ping")]
+    assert row(catalog, idle).status == "queued"
+    # Touched when sent: the next sweep within the period leaves it (and the fresh one) alone.
+    assert (
+        requeue_orphans(catalog, ["ping"], past, include_queued=False, queued_before=cutoff) == []
+    )
+    assert row(catalog, fresh).status == "queued"
+
+
 def test_list_jobs_filters_and_counts(catalog: Catalog) -> None:
     for _ in range(3):
         make_job(catalog, "upload")

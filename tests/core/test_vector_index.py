@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from core.config import Settings
 from core.vector_index import (
+    AnnParams,
     EdgeVectorIndex,
     IndexedPoint,
     IndexLockedError,
@@ -206,3 +208,60 @@ def test_open_vector_index_follows_settings(tmp_path: Path) -> None:
 def test_server_refuses_a_non_url() -> None:
     with pytest.raises(VectorIndexError, match="http"):
         ServerVectorIndex("/var/lib/qdrant", "sounds", DIM)
+
+
+@pytest.mark.parametrize("quantization", ["none", "int8", "binary"])
+def test_edge_ann_settings_build_and_search(tmp_path: Path, quantization: str) -> None:
+    ann = AnnParams(m=8, ef_construct=32, hnsw_ef=16, quantization=quantization, exact_below=0)
+    index = EdgeVectorIndex(tmp_path / "index", DIM, ann)
+    try:
+        points = _points(200)
+        index.upsert(points)
+        index.optimize()
+
+        hits = index.search(points[41].vector, k=5)
+        config = json.loads((tmp_path / "index" / "edge_config.json").read_text())
+    finally:
+        index.close()
+
+    # Rescoring on the original vectors gives the exact cosine, even after quantization.
+    assert hits[0].id == 42
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert (config["hnsw_config"]["m"], config["hnsw_config"]["ef_construct"]) == (8, 32)
+    assert (quantization in json.dumps(config.get("quantization_config"))) == (
+        quantization != "none"
+    )
+
+
+def test_ann_params_exact_rule_and_beam() -> None:
+    ann = AnnParams(hnsw_ef=64, oversampling=3.0, quantization="int8", exact_below=1000)
+
+    assert ann.exact(1000) and not ann.exact(1001)
+    assert ann.ef(10) == 64
+    assert ann.ef(50) == 200  # never narrower than 4 x the results asked for
+    with pytest.raises(ValueError, match="quantization"):
+        AnnParams(quantization="pq")
+    with pytest.raises(ValueError, match="oversampling"):
+        AnnParams(oversampling=0.5)
+
+
+def test_ann_settings_reach_both_back_ends(tmp_path: Path) -> None:
+    tuned = {"index_hnsw_m": 24, "index_quantization": "int8", "index_exact_below": 5}
+    expected = AnnParams(m=24, quantization="int8", exact_below=5)
+    embedded = open_vector_index(Settings(data_dir=tmp_path, **tuned), DIM)
+    server = open_vector_index(Settings(data_dir=tmp_path, qdrant_url=":memory:", **tuned), DIM)
+    try:
+        assert isinstance(embedded, EdgeVectorIndex) and isinstance(server, ServerVectorIndex)
+        assert embedded.ann == server.ann == expected
+        server.upsert(_points())
+        assert server.search(_points()[2].vector, k=1)[0].id == 3
+    finally:
+        embedded.close()
+        server.close()
+
+
+def test_bad_ann_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="index_quantization"):
+        Settings(index_quantization="pq")
+    with pytest.raises(ValueError, match="index_oversampling"):
+        Settings(index_oversampling=0.9)

@@ -139,3 +139,12 @@ def test_caption_prints_captions_tags_and_segments(
     assert main(["caption", str(folder / "kettle_2.wav")]) == 0
     text = capsys.readouterr().out
     assert "caption: a whistling kettle" in text and "10.0-   15.0 s" in text
+
+
+def test_a_recorded_command_names_no_machine_path() -> None:
+    from foley.common import recorded_command
+
+    here = Path.cwd()
+    argv = ["-v", "train", "captioner", "--corpus", "/data/corpus", "--out", str(here / "m")]
+    assert recorded_command(argv) == "foley train captioner --corpus DIR --out m"
+    assert recorded_command(["eval", "clap", "--corpus=/x"]) == "foley eval clap --corpus=DIR"

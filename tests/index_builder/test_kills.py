@@ -5,13 +5,14 @@ The table (faults injected, survived, lost) is printed (`pytest -s`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,8 @@ def run_kills(settings: Settings, tmp_path: Path, files: int, kills: int, seed: 
     report.lost = abs(files - len(set(paths))) + (len(paths) - len(set(paths)))
     report.survived = report.kills if report.lost == 0 and sounds == files else 0
     doctor = subprocess.run(_foley("doctor"), env=env, capture_output=True, text=True, timeout=600)
+    summary = {**asdict(report), "sounds": sounds, "outbox": outbox, "doctor": doctor.stdout}
+    (tmp_path / "kill-report.json").write_text(json.dumps(summary, indent=1))
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "catalog and index agree" in doctor.stdout
     print(  # noqa: T201 - the table is this test's report

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile as sf
 from sqlalchemy import func, select
 
@@ -106,3 +107,51 @@ def test_client_file_names_lose_their_folders() -> None:
     assert client_filename("../../etc/passwd") == "passwd"
     assert client_filename("C:\\Users\\me\\rain.wav") == "rain.wav"
     assert client_filename("") == client_filename(None) == "upload"
+
+
+def test_uploads_in_one_batch_keep_a_status_each_and_a_bad_file_loses_nothing(
+    catalog: Catalog, tiny_clap: Any, tmp_path: Path
+) -> None:
+    from index_builder.embed import Decoded, decode_for
+    from index_builder.uploads import ingest_uploads
+
+    store = FileStore(tmp_path / "store")
+    good = {f"clip-{kind}.flac": flac_bytes(kind) for kind in (11, 12, 13, 14)}
+    whole = flac_bytes(15, seconds=3.0)
+    files = [
+        *good.items(),
+        ("cut.flac", whole[: len(whole) // 2]),
+        ("again.flac", good["clip-12.flac"]),
+    ]
+    jobs = [receive_upload(catalog, store, LIMITS, name, io.BytesIO(data)) for name, data in files]
+    assert [job.status for job in jobs] == ["queued"] * 6
+
+    resend = ingest_uploads(catalog, tiny_clap, store, LIMITS, [job.id for job in jobs], lease_s=30)
+
+    assert resend == {}
+    with catalog.session() as session:
+        done = {job.params["filename"]: session.get(Job, job.id) for job in jobs}
+    statuses = {name: job.status for name, job in done.items() if job is not None}
+    assert statuses == {
+        **dict.fromkeys(good, "succeeded"),
+        "cut.flac": "failed",
+        "again.flac": "succeeded",
+    }
+    assert done["cut.flac"].error.startswith("cut.flac is damaged or cut off")  # type: ignore[union-attr]
+    results = {name: job.result for name, job in done.items() if job is not None and job.result}
+    # Each good file is its own sound, embedded as it would be alone; the copy is a duplicate.
+    sounds = {name: results[name]["sound_id"] for name in good}
+    assert len(set(sounds.values())) == 4 and count(catalog, Sound) == 4
+    assert results["again.flac"]["sound_id"] == sounds["clip-12.flac"]
+    assert {results["again.flac"]["duplicate"], results["clip-12.flac"]["duplicate"]} == {
+        True,
+        False,
+    }
+    with catalog.session() as session:
+        for name, sound_id in sounds.items():
+            row = session.scalar(select(Embedding).where(Embedding.sound_id == sound_id))
+            assert row is not None
+            decoded = decode_for(tiny_clap, good[name], name, LIMITS)
+            assert isinstance(decoded, Decoded)
+            alone = tiny_clap.embed_audio([decoded.wave])[0]
+            np.testing.assert_allclose(row.as_array(), alone, atol=1e-6)

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from fastapi.testclient import TestClient
 
 from core.catalog import Job
 from core.config import Settings
+from core.db import Catalog
 from core.jobs import new_job
 from core.queue import JobQueue
+from search.api.main import create_app
 from search.service import Foley
 from tests.databases import fresh_postgres_database
 
@@ -121,6 +124,71 @@ class Deployment:
             job = session.get(Job, job_id)
             assert job is not None
             return job
+
+
+@contextmanager
+def open_deployment(
+    name: str,
+    root: Path,
+    backend: dict[str, str],
+    clap_dir: Path,
+    clap: Any,
+    *,
+    captioner: Path,
+    library_roots: Path,
+    lease_s: float = LEASE_S,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Deployment]:
+    """The API (in this process, syncing the index) and one worker process, on `backend`
+    (empty: the embedded queue and a SQLite catalog in `root`), ready for jobs."""
+    values = {
+        "FOLEY_DATA_DIR": str(root / "data"),
+        "FOLEY_CLAP_CHECKPOINT": str(clap_dir),
+        "FOLEY_CAPTIONER_CHECKPOINT": str(captioner),
+        "FOLEY_API_KEYS": API_KEY,
+        "FOLEY_JOB_LEASE_S": str(lease_s),
+        "FOLEY_LIBRARY_ROOTS": str(library_roots),
+        **backend,
+        **(extra_env or {}),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOLEY_")}
+    env.update(values, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    settings = Settings(
+        data_dir=Path(values["FOLEY_DATA_DIR"]),
+        clap_checkpoint=clap_dir,
+        captioner_checkpoint=captioner,
+        api_keys=API_KEY,
+        job_lease_s=lease_s,
+        library_roots=values["FOLEY_LIBRARY_ROOTS"],
+        database_url=backend.get("FOLEY_DATABASE_URL"),
+        broker_url=backend.get("FOLEY_BROKER_URL"),
+        broker_key_prefix=backend.get("FOLEY_BROKER_KEY_PREFIX", ""),
+        qdrant_url=None,
+    )
+    settings.ensure_dirs()
+    Catalog(settings.catalog_url).dispose()  # migrated before the worker starts
+    foley = Foley.open(settings, clap=clap)
+    foley.start_background_sync(0.2)
+    try:
+        with TestClient(create_app(foley=foley)) as client:
+            dep = Deployment(
+                name=name,
+                settings=settings,
+                env=env,
+                log_path=root / "worker.log",
+                foley=foley,
+                client=client,
+                queue=client.app.state.queue,  # type: ignore[attr-defined]
+            )
+            dep.start_worker()
+            try:
+                # A loaded machine takes minutes to start a worker (torch, the models).
+                dep.wait(dep.submit("ping"), until=("succeeded",), timeout=600)
+                yield dep
+            finally:
+                dep.stop_worker()
+    finally:
+        foley.close()
 
 
 def children_of(pid: int) -> list[int]:

@@ -199,7 +199,7 @@ def _kill_mid_upload(dep: Deployment, kind: int, kill: str) -> tuple[dict, dict]
         dep.kill_worker()
         dep.start_worker()
     before = dep.job(job["id"])
-    after = dep.wait(job["id"], timeout=120)
+    after = dep.wait(job["id"], timeout=600)  # a loaded machine re-runs 90 s of audio slowly
     return before, after
 
 

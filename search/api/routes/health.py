@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import func, select, text
@@ -23,9 +23,22 @@ class Health(BaseModel):
     model: dict[str, object]
     reranker: dict[str, object]
     captioner: dict[str, object]
+    search: dict[str, object]
 
 
-def _check(foley: Foley) -> Health:
+def _search_state(request: Request, foley: Foley) -> dict[str, object]:
+    """The search queue and its micro-batching: how full, how many refused, batch sizes."""
+    from search.batching import BatchedQueryModels
+
+    state: dict[str, object] = dict(request.app.state.search_queue.state())
+    models = foley.models
+    state["batching"] = isinstance(models, BatchedQueryModels)
+    if isinstance(models, BatchedQueryModels):
+        state.update(batches=models.batcher.batches, batched_calls=models.batcher.items)
+    return state
+
+
+def _check(foley: Foley, search: dict[str, object]) -> Health:
     status = "ok"
     catalog: dict[str, object] = {"backend": foley.catalog.engine.dialect.name}
     try:
@@ -59,6 +72,7 @@ def _check(foley: Foley) -> Health:
         model=model,
         reranker=_reranker(foley),
         captioner=captioner_status(foley.settings),
+        search=search,
     )
 
 
@@ -82,6 +96,6 @@ def _reranker(foley: Foley) -> dict[str, object]:
 
 
 @router.get("", response_model=Health)
-async def health(foley: FoleyDep) -> Health:
-    """Report catalog, index and model state."""
-    return await run_in_threadpool(_check, foley)
+async def health(request: Request, foley: FoleyDep) -> Health:
+    """Report catalog, index, model and search-queue state."""
+    return await run_in_threadpool(_check, foley, _search_state(request, foley))

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from core.vector_index import SearchFilter
+from search.api.admission import BUSY_RESPONSE, SearchSlot
 from search.api.deps import FoleyDep
 from search.api.ratelimit import SearchLimit
 from search.pipeline import (
@@ -21,7 +22,12 @@ from search.pipeline import (
     search_text,
 )
 
-router = APIRouter(prefix="/search", tags=["search"], dependencies=[SearchLimit])
+router = APIRouter(
+    prefix="/search",
+    tags=["search"],
+    dependencies=[SearchLimit, SearchSlot],
+    responses={**BUSY_RESPONSE},
+)
 
 
 class SoundHitPublic(BaseModel):

@@ -1,4 +1,4 @@
-"""Uploads: audio files added to the catalog by a job each."""
+"""Uploads: audio files added to the catalog by a job each, run in batches."""
 
 from __future__ import annotations
 
@@ -46,9 +46,11 @@ def _accept(foley: Foley, store: FileStore, queue: JobQueue, files: list[UploadF
         for file in files
     ]
     queued = [job for job in jobs if job.status == JobStatus.queued.value]
+    size = foley.settings.upload_batch_size
     try:
-        for job in queued:
-            queue.send(job.id, job.kind)
+        # A task per `upload_batch_size` files embeds them together; each keeps its own job.
+        for start in range(0, len(queued), size):
+            queue.send_uploads([job.id for job in queued[start : start + size]])
     except QueueUnavailableError as exc:
         _fail_unsent(foley, store, queued, str(exc))
         raise
