@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     # One upload request's files are ingested by one job task this many at a time, their
     # CLAP embeddings batched (each file keeps its own job and status); 1: a task per file.
     upload_batch_size: int = 16
+    # A scan with more files than this to index fans them out over the workers as batch
+    # jobs of this many files each (`foley index --jobs`, `POST /api/libraries/{id}/scan`);
+    # 0: one job indexes the whole library.
+    scan_batch_files: int = 256
 
     @field_validator("data_dir")
     @classmethod
@@ -167,6 +171,13 @@ class Settings(BaseSettings):
     def _not_negative(cls, value: float) -> float:
         if value < 0:
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("scan_batch_files")
+    @classmethod
+    def _not_negative_int(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (off) or a positive number")
         return value
 
     @field_validator("max_duration_s", "job_lease_s", "job_resend_s", "max_decode_s")

@@ -51,6 +51,7 @@ class JobKind(enum.StrEnum):
     upload = "upload"
     scan = "scan"
     caption = "caption"  # caption and tag sounds already in the catalog
+    index_batch = "index_batch"  # one batch of a library scan fanned out over workers
 
 
 class JobStop(Exception):
@@ -63,6 +64,11 @@ class JobCancelled(JobStop):
 
 class JobSuperseded(JobStop):
     """Another attempt owns the job now (this one's lease ran out)."""
+
+
+class JobDelegated(Exception):
+    """The attempt handed the job's work to other jobs: the row stays running, and the last
+    of them to finish finishes it (a library scan fanned out into `index_batch` jobs)."""
 
 
 class JobFailed(Exception):
@@ -274,6 +280,13 @@ class JobRun:
             stop.set()
             thread.join(timeout=interval_s + 5)
 
+    def hand_off_in(self, session: Session, params: dict[str, Any], message: str) -> None:
+        """Record, inside `session`, the params of a job whose work now runs as other jobs
+        (then raise JobDelegated). Raises JobCancelled/JobSuperseded if it is not ours."""
+        if not self._set(session, params=params, message=message):
+            self._raise_lost(session)
+        self.params = params
+
     def succeed_in(self, session: Session, result: dict[str, Any], message: str = "done") -> None:
         """Mark the job succeeded inside `session`, so it commits with the job's own writes.
 
@@ -362,6 +375,8 @@ def _run_body(run: JobRun, body: JobBody, retry_transient: bool) -> str:
         return JobStatus.cancelled.value
     except JobSuperseded:
         return "superseded"
+    except JobDelegated:
+        return "delegated"
     except JobFailed as exc:
         run.fail(str(exc))
         return JobStatus.failed.value

@@ -25,6 +25,7 @@ TASK_FOR_KIND: dict[str, str] = {
     JobKind.upload.value: "foley.upload",
     JobKind.scan.value: "foley.scan",
     JobKind.caption.value: "foley.caption",
+    JobKind.index_batch.value: "foley.index_batch",
 }
 # Uploads and scans embed with CLAP, which is light enough for CPU workers; captions too
 # (the compact AutoCap, and uploads caption inside their own job on "cpu" anyway);
@@ -34,6 +35,7 @@ QUEUE_FOR_KIND: dict[str, str] = {
     JobKind.upload.value: "cpu",
     JobKind.scan.value: "cpu",
     JobKind.caption.value: "cpu",
+    JobKind.index_batch.value: "cpu",
 }
 # Several upload jobs in one task, their embeddings batched; each job keeps its own row.
 UPLOAD_BATCH_TASK = "foley.upload_batch"

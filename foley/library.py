@@ -12,6 +12,8 @@ from foley.common import CommandError, progress_bar
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    if args.jobs or args.no_wait:
+        return _index_as_jobs(args, settings)
     from core.audio import DecodeLimits
     from core.db import Catalog
     from generative.registry import get_clap
@@ -51,6 +53,110 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         _queue_captions(settings, catalog, roots)
     catalog.dispose()
     return 1 if failed and args.strict else 0
+
+
+def _index_as_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    """Queue a scan job per folder; a worker splits it into batch jobs for every worker.
+    Then wait, showing progress, and apply the workers' changes to the index."""
+    from core.db import Catalog
+    from core.jobs import JobKind, new_job
+    from core.queue import JobQueue, QueueUnavailableError
+    from index_builder.runner import register_library
+
+    roots = [Path(p).expanduser().resolve() for p in args.paths]
+    for root in roots:
+        if not root.is_dir():
+            raise CommandError(f"{root} is not a folder")
+    settings.ensure_dirs()
+    catalog = Catalog(settings.catalog_url)
+    queue = JobQueue(settings)
+    try:
+        scans: list[tuple[Path, str]] = []
+        for root in roots:
+            with catalog.session() as session:
+                params = {
+                    "library_id": register_library(catalog, root),
+                    "batch_files": args.batch_files or settings.scan_batch_files or 256,
+                    "batch_size": args.batch_size,
+                    "from_command_line": True,
+                }
+                job_id = new_job(session, JobKind.scan.value, params).id
+            try:
+                queue.send(job_id, JobKind.scan.value)
+            except QueueUnavailableError as exc:
+                raise CommandError(str(exc)) from exc
+            scans.append((root, job_id))
+        if args.no_wait:
+            for root, job_id in scans:
+                print(f"{root}: scan job {job_id} (GET /api/jobs/{job_id} follows it)")
+            return 0
+        failed = 0
+        for root, job_id in scans:
+            failed += _wait_for_scan(catalog, root, job_id)
+        clap = _clap_for_sync(settings)
+        _sync_if_possible(settings, catalog, clap)
+        return 1 if failed and args.strict else 0
+    finally:
+        queue.close()
+        catalog.dispose()
+
+
+# A scan still queued after this long is waiting for a worker: say how to start one.
+NO_WORKER_HINT_S = 10.0
+
+
+def _wait_for_scan(catalog: object, root: Path, job_id: str) -> int:
+    """Show the scan's progress until it finishes; print its summary; return its failures."""
+    import time
+
+    from tqdm import tqdm
+
+    from core.catalog import Job
+    from core.db import Catalog
+    from core.jobs import FINISHED
+
+    assert isinstance(catalog, Catalog)
+    bar = tqdm(desc=f"indexing {root.name or root}", unit="file", dynamic_ncols=True)
+    started, hinted = time.monotonic(), False
+    while True:
+        with catalog.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            status, progress, params = job.status, job.progress, dict(job.params)
+            result, error, message = job.result, job.error, job.message
+        fanned = params.get("fan_out")
+        if fanned:
+            bar.total = fanned["todo"]
+            bar.set_postfix_str(message.split(" (")[0])
+            bar.update(round(progress * fanned["todo"]) - bar.n)
+        elif message:
+            bar.set_postfix_str(message)  # a scan small enough to run as one job
+        if status in FINISHED:
+            break
+        if status == "queued" and not hinted and time.monotonic() - started > NO_WORKER_HINT_S:
+            bar.write("waiting for a worker: start `foley worker` (or `foley serve`)")
+            hinted = True
+        time.sleep(0.5)
+    bar.close()
+    if status != "succeeded" or result is None:
+        print(f"{root}: scan {status}: {error or message}")
+        return 1
+    print(
+        f"{root}: {result['files']} audio files ({result['unchanged']} unchanged), "
+        f"{result['added']} new sounds, {result['embedded']} embedded, "
+        f"{result['vanished']} vanished, {result['removed']} sounds removed, "
+        f"{result['skipped_non_audio']} non-audio skipped, {result['failed']} failed, "
+        f"{result.get('batches', 1)} batch jobs, {result['seconds']:.1f} s"
+    )
+    for failure in result["failures"]:
+        print(f"  failed: {failure['path']}: {failure['error']}")
+    return int(result["failed"])
+
+
+def _clap_for_sync(settings: Settings) -> object:
+    from generative.registry import get_clap
+
+    return get_clap(settings)
 
 
 def _sync_if_possible(settings: Settings, catalog: object, clap: object) -> None:
@@ -200,6 +306,22 @@ def add_library_commands(sub: Any) -> None:
     p.add_argument("paths", nargs="+", help="folders of sound files")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--strict", action="store_true", help="exit 1 if any file failed")
+    p.add_argument(
+        "--jobs",
+        action="store_true",
+        help="index on the job workers (`foley worker`, on this or other machines), in "
+        "batches of --batch-files files, and wait for them",
+    )
+    p.add_argument(
+        "--batch-files",
+        type=int,
+        help="files per batch job with --jobs (default FOLEY_SCAN_BATCH_FILES)",
+    )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="with --jobs: print the scan jobs' ids and return at once",
+    )
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("reindex", help="rebuild the vector index from the catalog")

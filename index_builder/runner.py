@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.audio import DecodeLimits
 from core.catalog import Embedding, Library, Location, ScanError, utcnow
@@ -38,6 +40,7 @@ from index_builder.writer import (
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+WRITE_ATTEMPTS = 3
 
 
 @dataclass
@@ -72,6 +75,33 @@ def register_library(catalog: Catalog, root: Path) -> int:
         return library.id
 
 
+@dataclass
+class ScanPlan:
+    """What a scan of one library has to do: the files whose bytes may have changed."""
+
+    library_id: int
+    root: Path
+    todo: list[LibraryFile]
+    seen: set[str]
+    summary: IndexSummary
+
+
+def plan_scan(catalog: Catalog, model_id: str, root: Path) -> ScanPlan:
+    """Register the library, walk it and set aside the files that are unchanged."""
+    library_id = register_library(catalog, root)
+    root = root.expanduser().resolve()
+    walked = walk_library(root)
+    known = _known_locations(catalog, library_id, model_id)
+    todo = [f for f in walked.files if not _unchanged(known.get(str(f.path)), f)]
+    summary = IndexSummary(
+        files=len(walked.files),
+        unchanged=len(walked.files) - len(todo),
+        skipped_non_audio=walked.skipped_non_audio,
+    )
+    log.info("%s: %d audio files, %d to index", root, len(walked.files), len(todo))
+    return ScanPlan(library_id, root, todo, {str(f.path) for f in walked.files}, summary)
+
+
 def index_library(
     catalog: Catalog,
     model: AudioEmbedder,
@@ -82,36 +112,60 @@ def index_library(
     progress: ProgressFn | None = None,
 ) -> IndexSummary:
     started = time.monotonic()
-    library_id = register_library(catalog, root)
-    root = root.expanduser().resolve()
-    walked = walk_library(root)
-    known = _known_locations(catalog, library_id, model.model_id)
-    todo = [f for f in walked.files if not _unchanged(known.get(str(f.path)), f)]
-    summary = IndexSummary(
-        files=len(walked.files),
-        unchanged=len(walked.files) - len(todo),
-        skipped_non_audio=walked.skipped_non_audio,
-    )
-    log.info("%s: %d audio files, %d to index", root, len(walked.files), len(todo))
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        outcomes = _process(catalog, model, root, library_id, batch, limits)
-        with catalog.session() as session:
-            summary.counts.add(write_batch(session, outcomes, model.model_id))
-        if progress:
-            progress(min(start + batch_size, len(todo)), len(todo))
-    seen = {str(f.path) for f in walked.files}
-    summary.vanished = _forget_vanished(catalog, library_id, seen, summary)
-    with catalog.session() as session:
-        library = session.get(Library, library_id)
-        if library is not None:
-            library.last_scan_at = utcnow()
-        errors = session.scalars(
-            select(ScanError).where(ScanError.library_id == library_id).order_by(ScanError.path)
+    plan = plan_scan(catalog, model.model_id, root)
+    summary = plan.summary
+    summary.counts.add(
+        index_files(
+            catalog, model, plan.root, plan.library_id, plan.todo, limits, batch_size, progress
         )
-        summary.failures = [(e.path, e.message) for e in errors]
+    )
+    summary.vanished = forget_vanished(catalog, plan.library_id, plan.seen, summary)
+    with catalog.session() as session:
+        summary.failures = close_scan(session, plan.library_id)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def index_files(
+    catalog: Catalog,
+    model: AudioEmbedder,
+    root: Path,
+    library_id: int,
+    files: Sequence[LibraryFile],
+    limits: DecodeLimits,
+    batch_size: int = 16,
+    progress: ProgressFn | None = None,
+) -> WriteCounts:
+    """Hash, embed and write `files`, one transaction per `batch_size` of them."""
+    counts = WriteCounts()
+    for start in range(0, len(files), batch_size):
+        batch = files[start : start + batch_size]
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            outcomes = _process(catalog, model, root, library_id, batch, limits)
+            try:
+                with catalog.session() as session:
+                    counts.add(write_batch(session, outcomes, model.model_id))
+                break
+            except IntegrityError:
+                # Another writer (a batch on another worker, an upload) added the same bytes
+                # or path first: look again, and this time link to what it wrote.
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.info("%s: a concurrent writer got there first; writing again", root)
+        if progress:
+            progress(min(start + batch_size, len(files)), len(files))
+    return counts
+
+
+def close_scan(session: Session, library_id: int) -> list[tuple[str, str]]:
+    """Stamp the library as scanned; return every file of it that failed, as (path, error)."""
+    library = session.get(Library, library_id)
+    if library is not None:
+        library.last_scan_at = utcnow()
+    errors = session.scalars(
+        select(ScanError).where(ScanError.library_id == library_id).order_by(ScanError.path)
+    )
+    return [(e.path, e.message) for e in errors]
 
 
 def _known_locations(catalog: Catalog, library_id: int, model_id: str) -> dict[str, _Known]:
@@ -128,6 +182,41 @@ def _known_locations(catalog: Catalog, library_id: int, model_id: str) -> dict[s
             path: _Known(sound_id, size, mtime, sound_id in embedded)
             for path, sound_id, size, mtime in rows
         }
+
+
+def files_to_index(
+    catalog: Catalog, model_id: str, paths: Sequence[str]
+) -> tuple[list[LibraryFile], int]:
+    """The named files as they are on disk now, minus those already indexed unchanged; and
+    how many of them are gone (the library's next scan forgets those)."""
+    files: list[LibraryFile] = []
+    gone = 0
+    for name in paths:
+        try:
+            stat = Path(name).stat()
+        except OSError:
+            gone += 1
+            continue
+        files.append(LibraryFile(Path(name), stat.st_size, stat.st_mtime_ns))
+    with catalog.session() as session:
+        rows = session.execute(
+            select(Location.path, Location.sound_id, Location.size, Location.mtime_ns).where(
+                Location.path.in_([str(f.path) for f in files])
+            )
+        ).all()
+        embedded = set(
+            session.scalars(
+                select(Embedding.sound_id).where(
+                    Embedding.model_id == model_id,
+                    Embedding.sound_id.in_([sound_id for _, sound_id, _, _ in rows]),
+                )
+            )
+        )
+    known = {
+        path: _Known(sound_id, size, mtime, sound_id in embedded)
+        for path, sound_id, size, mtime in rows
+    }
+    return [f for f in files if not _unchanged(known.get(str(f.path)), f)], gone
 
 
 def _unchanged(known: _Known | None, file: LibraryFile) -> bool:
@@ -208,9 +297,10 @@ def _embedded_hashes(catalog: Catalog, model_id: str, hashes: Sequence[str | Non
         return set(rows)
 
 
-def _forget_vanished(
+def forget_vanished(
     catalog: Catalog, library_id: int, seen: set[str], summary: IndexSummary
 ) -> int:
+    """Drop the library's locations (and scan errors) whose files are gone."""
     with catalog.session() as session:
         paths = set(session.scalars(select(Location.path).where(Location.library_id == library_id)))
         gone = sorted(paths - seen)

@@ -21,6 +21,7 @@ from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobKind, JobRun
 from core.queue import UPLOAD_BATCH_TASK, JobQueue
 from index_builder.captions import CaptionFollowUp, caption_sounds
 from index_builder.library_scan import scan_library
+from index_builder.scan_batches import index_batch as index_batch_body
 from index_builder.uploads import ingest_upload, ingest_uploads
 from workers.celery_app import WorkerContext, app, worker_context
 from workers.sweeper import recover_jobs
@@ -118,6 +119,18 @@ def scan(self: JobTask, job_id: str) -> dict[str, Any]:
             run,
             captions=_caption_follow_up(self, c),
             roots=c.settings.library_root_list,
+            batch_files=c.settings.scan_batch_files,
+            enqueue=JobQueue(c.settings, app=self.app).send,
+        ),
+    )
+
+
+@app.task(name="foley.index_batch", base=JobTask, bind=True, kind="index_batch")
+def index_batch(self: JobTask, job_id: str) -> dict[str, Any]:
+    return self.run_job(
+        job_id,
+        lambda c, run: index_batch_body(
+            c.catalog, c.model, c.limits, run, captions=_caption_follow_up(self, c)
         ),
     )
 
