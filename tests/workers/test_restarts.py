@@ -119,12 +119,13 @@ class Run:
             return dict(rows.tuples().all())
 
     def wait_until_running(self, ids: list[str]) -> None:
-        """Until the worker is inside one of these jobs and another still waits (after the
-        earlier rounds' jobs, which can take minutes on a loaded machine)."""
+        """Until the worker is inside these jobs (after the earlier rounds' jobs, which can take
+        minutes on a loaded machine). One request's files run as one upload batch, so they are
+        running together rather than one running while the others wait."""
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while time.monotonic() < deadline:
             states = list(self.statuses(ids).values())
-            if "running" in states and "queued" in states:
+            if "running" in states:
                 return
             if all(s in FINISHED for s in states):
                 break
