@@ -26,13 +26,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+from bench.services import drop_redis_keys, fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -235,7 +235,7 @@ def measure(workers: int, args: argparse.Namespace, root: Path, clap: Path) -> d
             load_after = os.getloadavg()[0]
         finally:
             pool.stop()
-            _drop_redis_keys(args.redis, prefix)
+            drop_redis_keys(args.redis, prefix)
         sync_s, applied = time_sync(settings)
     if result["added"] != args.clips:
         raise RuntimeError(f"{result['added']} of {args.clips} clips added: {result}")
@@ -253,37 +253,6 @@ def measure(workers: int, args: argparse.Namespace, root: Path, clap: Path) -> d
         "load_average_before": load_before,
         "load_average_after": load_after,
     }
-
-
-@contextmanager
-def fresh_postgres_database(base: str, prefix: str) -> Iterator[str]:
-    """An empty database beside the one `base` names, dropped afterwards (a site-packages
-    `tests` package can shadow tests/databases.py outside pytest, so this is its own)."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base)
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = url.render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _drop_redis_keys(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def main() -> None:

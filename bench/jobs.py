@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.services import drop_redis_keys  # noqa: E402  (after the path above)
+
 RESULTS = ROOT / "bench" / "results" / "jobs.json"
 SAMPLE_RATE = 16_000
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -195,7 +197,7 @@ def run_one(name: str, env: dict[str, str], args: argparse.Namespace, offset: in
     postgres = env.pop("pg", None)
     with tempfile.TemporaryDirectory(prefix="foley-bench-jobs-") as tmp:
         if postgres:
-            from tests.databases import fresh_postgres_database
+            from bench.services import fresh_postgres_database
 
             with fresh_postgres_database(args.postgres, "foley_bench") as url:
                 return _measure(name, {**env, "FOLEY_DATABASE_URL": url}, Path(tmp), args, offset)
@@ -213,18 +215,8 @@ def _measure(
     finally:
         dep.close()
         if "FOLEY_BROKER_KEY_PREFIX" in env:
-            _drop_redis_keys(env["FOLEY_BROKER_URL"], env["FOLEY_BROKER_KEY_PREFIX"])
+            drop_redis_keys(env["FOLEY_BROKER_URL"], env["FOLEY_BROKER_KEY_PREFIX"])
     return {"deployment": name, "worker_startup_s": dep.startup_s, **latency, **throughput}
-
-
-def _drop_redis_keys(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def main() -> None:

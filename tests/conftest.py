@@ -11,9 +11,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.services import fresh_postgres_database  # noqa: E402
 from core.config import Settings, get_settings  # noqa: E402
 from core.db import Catalog  # noqa: E402
-from tests.databases import fresh_postgres_database  # noqa: E402
 from tests.sounds import write_library  # noqa: E402
 
 

@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from bench.services import fresh_postgres_database
 from core.config import Settings
 from core.roots import PathRefused, check_library_folder
 from index_builder.uploads import client_filename
 from search.api.main import create_app
-from tests.databases import fresh_postgres_database
 from tests.search.conftest import open_indexed
 from tests.search.test_uploads import wav_bytes
 from tests.sounds import write_library

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.services import drop_redis_keys, fresh_postgres_database
 from core.catalog import Job
 from core.config import Settings
 from core.db import Catalog
@@ -25,7 +26,6 @@ from core.jobs import new_job
 from core.queue import JobQueue
 from search.api.main import create_app
 from search.service import Foley
-from tests.databases import fresh_postgres_database
 
 API_KEY = "test-key-7f3a"
 LEASE_S = 2.0
@@ -205,18 +205,6 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def _drop_redis_keys(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 def backends(kind: str) -> Iterator[dict[str, str]]:
     if kind == "embedded":
         yield {}
@@ -243,4 +231,4 @@ def backends(kind: str) -> Iterator[dict[str, str]]:
                 "FOLEY_BROKER_KEY_PREFIX": prefix,
             }
         finally:
-            _drop_redis_keys(redis_url, prefix)
+            drop_redis_keys(redis_url, prefix)

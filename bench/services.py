@@ -1,4 +1,6 @@
-"""Throw-away PostgreSQL databases for tests and benchmarks of the scale-out path."""
+"""Throw-away PostgreSQL databases and Redis key spaces, for the benchmarks and tests of the
+scale-out path (outside pytest, a `tests` package installed by some other distribution can
+shadow the repository's tests folder, so these live here)."""
 
 from __future__ import annotations
 
@@ -23,3 +25,16 @@ def fresh_postgres_database(base: str, prefix: str = "foley_test") -> Iterator[s
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def drop_redis_keys(url: str, prefix: str) -> None:
+    """Delete every key under `prefix` (a run's broker keys)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
