@@ -118,6 +118,8 @@ def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
         extra["batch_size"] = args.batch_size
     if args.train_clips:
         extra["train_clips"] = args.train_clips
+    if args.neighbours is not None:
+        extra["neighbours"] = args.neighbours
     out = train_captioner(
         Path(args.corpus),
         Path(args.out),
@@ -264,6 +266,9 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--train-clips", type=int, help="train on a seeded sample of this many clips")
+    p.add_argument(
+        "--neighbours", type=int, help="captions of the k nearest train clips to read (default 3)"
+    )
     p.set_defaults(func=cmd_train_captioner)
 
     p = train_sub.add_parser(

@@ -8,7 +8,8 @@ punctuation removed) instead of coco-caption's Java PTB tokenizer, for every row
 
 Rows, per split (test, ood, ood-real), on the same clips:
 - AutoCap with metadata (title and folder), without metadata, with a meaningless title
-  (`clip_0042`, `Audio Track 3`, ...; no folder);
+  (`clip_0042`, `Audio Track 3`, ...; no folder); and, for a captioner that reads similar
+  training clips' captions, from the audio alone (no metadata, no similar captions);
 - nearest neighbour: the first caption of the train clip closest in CLAP audio space;
 - label template: "the sound of {label}" for the label CLAP zero-shot ranks first.
 A beam-size ablation (1, 2, 3) runs with metadata. Tags: micro precision, recall and F1
@@ -42,6 +43,8 @@ EVAL_SPLITS = ("test", "ood", "ood-real")
 METRICS = ("CIDEr-D", "BLEU-4", "ROUGE-L", "METEOR")
 VARIANTS = (("meta", "AutoCap, with metadata"), ("none", "AutoCap, no metadata"),
             ("meaningless", "AutoCap, meaningless title"))  # fmt: skip
+# The ablation row: no metadata and no similar clips' captions, audio alone.
+AUDIO_ONLY = ("audio", "AutoCap, audio alone (no metadata, no similar captions)")
 BEAMS = (1, 2, 3)
 MAX_CLIPS = 500
 
@@ -112,12 +115,16 @@ def generate(
     captioner: Captioner, frames: CorpusFrames, clips: Sequence[CaptionClip], variant: str,
     num_beams: int | None = None,
 ) -> list[str]:  # fmt: skip
+    """Captions of `clips` with the metadata of `variant` (or "audio": none, and no similar
+    clips' captions)."""
     rows = frames.rows([c.id for c in clips])
+    meta = "none" if variant == AUDIO_ONLY[0] else variant
     return captioner.caption_features(
         [frames.clip_frames(r) for r in rows],
         frames.embedding[rows],
-        [metadata_text(metadata_variant(c.meta, variant, i)) for i, c in enumerate(clips)],
+        [metadata_text(metadata_variant(c.meta, meta, i)) for i, c in enumerate(clips)],
         num_beams=num_beams,
+        neighbours=variant != AUDIO_ONLY[0],
     )
 
 
@@ -133,7 +140,8 @@ def evaluate_split(
 
     rows: dict[str, Any] = {}
     examples: dict[str, list[str]] = {}
-    for variant, _ in VARIANTS:
+    variants = [*VARIANTS, AUDIO_ONLY] if captioner.config.neighbours else VARIANTS
+    for variant, _ in variants:
         examples[variant] = generate(captioner, frames, clips, variant)
         rows[variant] = score(examples[variant])
     examples["nn"] = nearest_neighbour_captions(frames, train, clips)
@@ -231,7 +239,8 @@ def _cells(metrics: Mapping[str, float]) -> str:
 def format_report(report: Mapping[str, Any]) -> str:
     """Markdown tables (metrics x 100)."""
     head = "| | " + " | ".join(METRICS) + " |\n|---|" + "---:|" * len(METRICS)
-    names = dict(VARIANTS) | {"nn": "nearest neighbour (CLAP audio)", "template": "label template"}
+    names = dict([*VARIANTS, AUDIO_ONLY])
+    names |= {"nn": "nearest neighbour (CLAP audio)", "template": "label template"}
     lines = [f"Captions (metrics x 100; beam {report['beam']}; CLAP `{report['clap']}`).", ""]
     for split, result in report["splits"].items():
         sampled = f"all {result['clips']} clips"

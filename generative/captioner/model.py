@@ -4,9 +4,10 @@
    (`transformers.Blip2QFormerModel`): Q learned queries cross-attend to the frames and come
    out as Q audio tokens. The segment's pooled CLAP embedding (B, D) is one more token.
 2. The tokens are projected to BART's width and put before the metadata text's token
-   embeddings (`<title> ... <folder> ...`, tokens of the captioner's own tokenizer): BART's
-   encoder reads [audio tokens; metadata tokens] as `inputs_embeds`, so the metadata attends
-   to the audio and the other way round.
+   embeddings (`<title> ... <folder> ...`, tokens of the captioner's own tokenizer), followed
+   by the captions of the most similar training clips (`<similar> ...`, `bank.py`): BART's
+   encoder reads [audio tokens; text tokens] as `inputs_embeds`, so the words attend to the
+   audio and the other way round.
 3. BART's decoder (`BartForConditionalGeneration`, a small config) writes the caption.
 
 Build on CPU in float32, move with `.to(device)`. The CLAP is not part of this module.
@@ -50,6 +51,9 @@ class CaptionerConfig:
     dropout: float = 0.1
     max_frames: int = 64  # frames read per segment (10 s of 3 s windows is 24)
     max_meta_tokens: int = 32
+    # Captions of the k most similar training clips read by the encoder (`bank.py`); 0: none.
+    neighbours: int = 0
+    max_neighbour_tokens: int = 64
     max_caption_tokens: int = 40
     num_beams: int = 2
     clap_model_id: str | None = None  # the CLAP whose frames it was trained on
@@ -68,6 +72,13 @@ def tiny_captioner_config(vocab_size: int = 64, frame_dim: int = 512, clap_dim: 
         decoder_layers=1, heads=2, ffn=16, dropout=0.0, max_meta_tokens=16,
         max_caption_tokens=12, num_beams=2,
     )  # fmt: skip
+
+
+def encoder_positions(config: CaptionerConfig) -> int:
+    """Positions BART needs: audio tokens, metadata and similar captions (and the decoder's
+    caption, which is shorter)."""
+    text = config.max_meta_tokens + (config.max_neighbour_tokens if config.neighbours else 0)
+    return config.queries + 1 + text + 8
 
 
 class AutoCap(nn.Module):
@@ -113,7 +124,7 @@ class AutoCap(nn.Module):
                 decoder_ffn_dim=config.ffn,
                 dropout=config.dropout,
                 attention_dropout=config.dropout,
-                max_position_embeddings=config.queries + 1 + config.max_meta_tokens + 8,
+                max_position_embeddings=encoder_positions(config),
                 pad_token_id=config.pad_id,
                 bos_token_id=config.bos_id,
                 eos_token_id=config.eos_id,

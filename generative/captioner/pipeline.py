@@ -5,7 +5,8 @@
    per wave, with optional "title", "folder" and "file_name");
 2. cuts each wave into 10 s segments and runs the frozen CLAP over all of them
    (`features.segment_features`): frames and a pooled embedding per segment;
-3. captions every segment (beam search, deterministic), reading the sound's metadata;
+3. captions every segment (beam search, deterministic), reading the sound's metadata and the
+   captions of the training clips nearest to the segment in CLAP audio space (`bank.py`);
 4. the sound's caption is its most salient segment's: the loudest one (highest RMS), since a
    long file's quiet stretches are usually room tone or a tail; ties go to the earliest;
 5. tags the sound: CLAP zero-shot of its pooled embedding (the segments' embeddings weighted
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from generative.captioner.bank import BANK_CAPTIONS, CaptionBank
 from generative.captioner.features import segment_features
 from generative.captioner.model import (
     CONFIG_FILE,
@@ -80,13 +82,17 @@ class Captioner:
         tags: TagScorer,
         clap: ClapModel,
         model_id: str = "",
+        bank: CaptionBank | None = None,
     ) -> None:
+        if model.config.neighbours and bank is None:
+            raise ValueError("this captioner reads similar clips' captions: it needs its bank")
         self.model = model.eval()
         self.config: CaptionerConfig = model.config
         self.tokenizer = tokenizer
         self.tags = tags
         self.clap = clap
         self.model_id = model_id
+        self.bank = bank
         self._tag_text: np.ndarray | None = None
 
     @property
@@ -160,16 +166,25 @@ class Captioner:
         meta_texts: Sequence[str],
         num_beams: int | None = None,
         batch_size: int = BATCH_SIZE,
+        neighbours: bool = True,
     ) -> list[str]:
-        """Captions from precomputed CLAP features: frames (T_i, C) and embeddings (N, D)."""
+        """Captions from precomputed CLAP features: frames (T_i, C) and embeddings (N, D).
+        `neighbours=False` hides the similar clips' captions (for the ablation)."""
         import torch
 
-        limit = self.config.max_meta_tokens
+        config = self.config
+        bank = self.bank if neighbours and config.neighbours else None
+        similar = (bank.neighbour_captions(clap, config.neighbours) if bank is not None
+                   else [[] for _ in frames])  # fmt: skip
         out: list[str] = []
         with torch.inference_mode():
             for start in range(0, len(frames), batch_size):
                 end = start + batch_size
-                meta = [self.tokenizer.encode_metadata(t, limit) for t in meta_texts[start:end]]
+                meta = [
+                    self.tokenizer.encode_inputs(text, near, config.max_meta_tokens,
+                                                 config.max_neighbour_tokens)
+                    for text, near in zip(meta_texts[start:end], similar[start:end], strict=True)
+                ]  # fmt: skip
                 batch = collate(list(frames[start:end]), clap[start:end], meta, None, self.config)
                 device = next(self.model.parameters()).device
                 ids = self.model.generate({k: v.to(device) for k, v in batch.items()}, num_beams)
@@ -203,6 +218,7 @@ def load_captioner(
         model = load_autocap(folder)
         tokenizer = CaptionTokenizer.load(folder)
         tags = TagScorer.load(folder)
+        bank = CaptionBank.load(folder)
     except Exception as exc:  # json, safetensors, tokenizers and torch raise several types
         raise CaptionerLoadError(f"cannot load captioner checkpoint {folder}: {exc}") from exc
     trained_on = model.config.clap_model_id
@@ -210,8 +226,12 @@ def load_captioner(
         raise CaptionerLoadError(
             f"captioner {folder} was trained on CLAP {trained_on}, not {clap.model_id}"
         )
+    if model.config.neighbours and bank is None:
+        raise CaptionerLoadError(f"captioner checkpoint {folder} lacks {BANK_CAPTIONS}")
     model_id = f"autocap:{_digest(folder / WEIGHTS_FILE)}"
-    return Captioner(model.to(torch.device(device)), tokenizer, tags, clap, model_id=model_id)
+    return Captioner(
+        model.to(torch.device(device)), tokenizer, tags, clap, model_id=model_id, bank=bank
+    )
 
 
 # --- a tiny random captioner, for tests anywhere in Foley ------------------------------------
@@ -238,13 +258,20 @@ def build_random_captioner(clap: ClapModel, seed: int = 0) -> Captioner:
         ids.token_to_id("<pad>"), ids.token_to_id("<s>"), ids.token_to_id("</s>"),
     )  # fmt: skip
     config.clap_model_id = clap.model_id
+    config.neighbours = 2
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((len(_TINY_TEXTS), clap.dim)).astype(np.float32)
+    bank = CaptionBank(_TINY_TEXTS, vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+                       clap.model_id)  # fmt: skip
     labels = build_vocabulary([[label] for label in _TINY_LABELS], min_count=1)
     tags = TagScorer(labels=labels, thresholds=[-1.0] * len(labels), caption_weight=0.1)
     model_id = (
         "autocap:random-"
         + hashlib.sha256(json.dumps([seed, clap.model_id]).encode()).hexdigest()[:8]
     )
-    return Captioner(build_autocap(config, seed=seed), tokenizer, tags, clap, model_id=model_id)
+    return Captioner(
+        build_autocap(config, seed=seed), tokenizer, tags, clap, model_id=model_id, bank=bank
+    )
 
 
 def save_captioner(
@@ -256,4 +283,6 @@ def save_captioner(
     out = save_autocap(captioner.model, Path(out_dir), extra_files)
     captioner.tokenizer.save(out)
     captioner.tags.save(out)
+    if captioner.bank is not None:
+        captioner.bank.save(out)
     return out

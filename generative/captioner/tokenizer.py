@@ -2,8 +2,9 @@
 folder names (`tokenizers`), with special tokens that tag the metadata fields.
 
 The encoder's metadata text reads `<title> siren high <folder> vehicles / sirens`; a field
-that is missing is left out with its tag. Captions are lowercased; decoding strips the
-byte-level marks.
+that is missing is left out with its tag. The captions of similar training clips follow as
+`<similar> a siren wails <similar> ...` (`bank.py`). Captions are lowercased; decoding strips
+the byte-level marks.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 TOKENIZER_FILE = "tokenizer.json"
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-TITLE, FOLDER = "<title>", "<folder>"
-SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, TITLE, FOLDER)
+TITLE, FOLDER, SIMILAR = "<title>", "<folder>", "<similar>"
+REQUIRED_TOKENS = (PAD, BOS, EOS, UNK, TITLE, FOLDER)
+SPECIAL_TOKENS = (*REQUIRED_TOKENS, SIMILAR)
 FIELDS = (("title", TITLE), ("folder", FOLDER))
 
 
@@ -44,6 +46,11 @@ def metadata_text(metadata: Mapping[str, Any] | None) -> str:
     return " ".join(parts)
 
 
+def neighbour_text(captions: Iterable[str]) -> str:
+    """The tagged captions of similar clips, most similar first."""
+    return " ".join(f"{SIMILAR} {caption.strip().lower()}" for caption in captions)
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 6000) -> Any:
     """A byte-level BPE `tokenizers.Tokenizer` trained on `texts` (lowercased)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -69,11 +76,11 @@ class CaptionTokenizer:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         ids = {tok: tokenizer.token_to_id(tok) for tok in SPECIAL_TOKENS}
-        missing = [tok for tok, i in ids.items() if i is None]
+        missing = [tok for tok in REQUIRED_TOKENS if ids[tok] is None]
         if missing:
             raise ValueError(f"tokenizer lacks special tokens {missing}")
         self.pad_id, self.bos_id, self.eos_id = ids[PAD], ids[BOS], ids[EOS]
-        self.special_ids = set(ids.values())
+        self.special_ids = {i for i in ids.values() if i is not None}
 
     @property
     def vocab_size(self) -> int:
@@ -85,10 +92,18 @@ class CaptionTokenizer:
         return [self.bos_id, *body, self.eos_id]
 
     def encode_metadata(self, text: str, max_tokens: int) -> list[int]:
-        """Tagged metadata text -> ids (empty for no metadata), cut to `max_tokens`."""
+        """Tagged metadata (or neighbour) text -> ids (empty for none), cut to `max_tokens`."""
         if not text:
             return []
         return list(self.tokenizer.encode(text).ids[:max_tokens])
+
+    def encode_inputs(
+        self, meta_text: str, neighbours: Iterable[str], max_meta: int, max_neighbours: int
+    ) -> list[int]:
+        """The encoder's text: metadata ids, then the similar clips' captions' ids."""
+        return self.encode_metadata(meta_text, max_meta) + self.encode_metadata(
+            neighbour_text(neighbours), max_neighbours
+        )
 
     def decode(self, ids: Iterable[int]) -> str:
         kept = [int(i) for i in ids if int(i) not in self.special_ids]

@@ -3,11 +3,16 @@
 1. Every clip's first 10 s segment goes through the CLAP once; frames and pooled embeddings are
    cached in `<corpus>/cache/`, keyed by the CLAP's model id.
 2. A byte-level BPE tokenizer is trained on the train split's captions, titles and folders.
-3. Each step takes a batch of train clips, one of each clip's captions at random, and the
-   clip's metadata after dropout (none, no title, no folder, a meaningless title: `data.py`);
-   the loss is BART's teacher-forced cross-entropy. AdamW, warm-up then cosine, with the step
+3. The caption bank (`bank.py`): each train clip's first caption and CLAP embedding, and for
+   each train clip its nearest other clips, outside its own recording group, and outside its
+   whole class.
+4. Each step takes a batch of train clips, one of each clip's captions at random, the clip's
+   metadata after dropout (none, no title, no folder, a meaningless title: `data.py`) and the
+   captions of its nearest clips (none for a share of the examples, and for another share
+   those outside its class, as for a sound of a class it never heard); the loss is BART's
+   teacher-forced cross-entropy. AdamW, warm-up then cosine, with the step
    count fitted to the time budget.
-4. On a seeded val sample: the beam size (1, 2, 3) with the best CIDEr-D, then the tags'
+5. On a seeded val sample: the beam size (1, 2, 3) with the best CIDEr-D, then the tags'
    caption weight and per-tag thresholds. The checkpoint is saved as fp16 with a model card.
 """
 
@@ -31,6 +36,7 @@ from generative.captioner.model import CARD_FILE, CONFIG_FILE, CaptionerConfig
 from generative.captioner.tokenizer import clean_field, metadata_text
 
 if TYPE_CHECKING:
+    from generative.captioner.bank import CaptionBank
     from generative.captioner.features import CorpusFrames
     from generative.captioner.model import AutoCap
     from generative.captioner.tokenizer import CaptionTokenizer
@@ -56,6 +62,9 @@ class TrainOptions:
     train_clips: int | None = None  # a seeded sample of the train split (None: all)
     threads: int = 2
     log_every: int = 50
+    neighbours: int = 3  # captions of similar training clips the encoder reads
+    p_no_neighbours: float = 0.1
+    p_unseen_class: float = 0.3  # neighbours chosen outside the clip's class
     dropout: MetadataDropout = field(default_factory=MetadataDropout)
     model: CaptionerConfig = field(default_factory=CaptionerConfig)
 
@@ -74,19 +83,43 @@ def tokenizer_texts(clips: list[CaptionClip]) -> list[str]:
     return [t for t in texts if t]
 
 
+def recording_group(clip: CaptionClip) -> str:
+    """Variants of one recording share its group; a synthesized clip is its own."""
+    return str(clip.meta.get("group") or clip.id)
+
+
+def example_neighbours(
+    near: tuple[np.ndarray, np.ndarray], i: int, opts: TrainOptions, rng: np.random.Generator
+) -> list[int]:
+    """The bank rows a training example reads: none, outside its class, or outside its group."""
+    u = rng.random()
+    if u < opts.p_no_neighbours:
+        return []
+    rows = near[1][i] if u < opts.p_no_neighbours + opts.p_unseen_class else near[0][i]
+    return [int(j) for j in rows if j >= 0]
+
+
 def fit(
     model: AutoCap, tokenizer: CaptionTokenizer, frames: CorpusFrames, train: list[CaptionClip],
-    opts: TrainOptions,
+    opts: TrainOptions, bank: CaptionBank | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train in place; returns facts about the run."""
+    """Train in place; returns facts about the run. `bank` holds one caption per train clip,
+    in the order of `train`."""
     import torch
 
+    from generative.captioner.bank import training_neighbours
     from generative.captioner.model import collate
 
     config = opts.model
     rng = np.random.default_rng(opts.seed)
     torch.manual_seed(opts.seed)
     rows = frames.rows([c.id for c in train])
+    near = (np.zeros((len(train), 0), np.int64),) * 2
+    if config.neighbours and bank is not None:
+        near = training_neighbours(bank.embeddings, [recording_group(c) for c in train],
+                                   [c.labels[0] if c.labels else c.id for c in train],
+                                   config.neighbours)  # fmt: skip
+        log.info("nearest training clips of %d clips found", len(train))
     labels = [[tokenizer.encode_caption(t, config.max_caption_tokens) for t in c.captions]
               for c in train]  # fmt: skip
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
@@ -97,7 +130,11 @@ def fit(
     while step < total:
         for batch_rows in np.array_split(rng.permutation(len(train)), per_epoch):
             texts = [metadata_text(opts.dropout(train[i].meta, rng)) for i in batch_rows]
-            meta = [tokenizer.encode_metadata(t, config.max_meta_tokens) for t in texts]
+            similar = [[bank.captions[j] for j in example_neighbours(near, i, opts, rng)]
+                       if bank is not None else [] for i in batch_rows]  # fmt: skip
+            meta = [tokenizer.encode_inputs(t, s, config.max_meta_tokens,
+                                            config.max_neighbour_tokens)
+                    for t, s in zip(texts, similar, strict=True)]  # fmt: skip
             caps = [labels[i][int(rng.integers(len(labels[i])))] for i in batch_rows]
             batch = collate([frames.clip_frames(rows[i]) for i in batch_rows],
                             frames.embedding[rows[batch_rows]], meta, caps, config)  # fmt: skip
@@ -150,6 +187,7 @@ def train_captioner(
     """Train on the train split, choose the beam and calibrate tags on val, save to `out_dir`."""
     import torch
 
+    from generative.captioner.bank import CaptionBank
     from generative.captioner.eval import caption_metrics, generate, sample_clips
     from generative.captioner.features import corpus_frames
     from generative.captioner.model import build_autocap
@@ -175,10 +213,14 @@ def train_captioner(
     )
     config.frame_dim, config.clap_dim = frames.frames.shape[1], frames.embedding.shape[1]
     config.clap_model_id = clap.model_id
+    config.neighbours = opts.neighbours
+    train_audio = frames.embedding[frames.rows([c.id for c in train])]
+    bank = CaptionBank([c.captions[0] for c in train], train_audio, clap.model_id)
     model = build_autocap(config, seed=seed)
-    facts = fit(model, tokenizer, frames, train, opts)
+    facts = fit(model, tokenizer, frames, train, opts, bank)
     labels = build_vocabulary([c.labels for c in train], opts.tag_min_count)
-    captioner = Captioner(model, tokenizer, TagScorer(labels=labels), clap)
+    captioner = Captioner(model, tokenizer, TagScorer(labels=labels), clap,
+                          bank=bank if config.neighbours else None)  # fmt: skip
     # Beam size and tag thresholds from a seeded val sample.
     refs = {c.id: list(c.captions) for c in val}
     beams, val_captions = {}, {}
@@ -217,7 +259,10 @@ def model_card(config: CaptionerConfig, facts: dict[str, Any], table: str | None
         f"Q-Former ({config.queries} learned queries, {config.qformer_layers} layers, width "
         f"{config.qformer_width}) -> BART (d_model {config.d_model}, {config.encoder_layers} "
         f"encoder and {config.decoder_layers} decoder layers) whose encoder also reads the "
-        "metadata text (`<title> ... <folder> ...`). fp16 safetensors, byte-level BPE tokenizer "
+        "metadata text (`<title> ... <folder> ...`) and the captions of the "
+        f"{config.neighbours} training clips nearest in CLAP audio space (`<similar> ...`, a "
+        "caption bank of the train split shipped as `bank.safetensors` + `bank.json`). "
+        "fp16 safetensors, byte-level BPE tokenizer "
         f"({facts['vocab_size']} tokens), {facts['tags']} tags with thresholds calibrated on "
         "val. Load with `generative.captioner.pipeline.load_captioner`.",
         "",
@@ -237,6 +282,10 @@ def model_card(config: CaptionerConfig, facts: dict[str, Any], table: str | None
         f"- Metadata dropout per example: none {drop['p_none']}, no title "
         f"{drop['p_drop_title']}, no folder {drop['p_drop_folder']}, meaningless title "
         f"{drop['p_meaningless_title']} (folder kept half of the time), else title and folder.",
+        f"- Similar clips' captions per example: the {config.neighbours} nearest train clips "
+        "outside the clip's own recording group; none with probability "
+        f"{opts.get('p_no_neighbours', 0)}, the nearest outside the clip's class with "
+        f"probability {opts.get('p_unseen_class', 0)} (as for a class never heard).",
         f"- AdamW lr {opts['lr']:g}, weight decay {opts['weight_decay']:g}, batch "
         f"{opts['batch_size']}, warm-up then cosine fitted to a {opts['max_minutes']:g} min "
         f"budget; {facts['steps']} steps ({facts['epochs']} epochs) in {facts['minutes']} min "

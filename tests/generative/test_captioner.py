@@ -190,11 +190,14 @@ def test_training_run_writes_a_loadable_checkpoint(tiny_clap_dir: Path, tmp_path
         batch_size=8, vocab_size=300, tag_min_count=1, threads=1,
         model=tiny_captioner_config(),
     )  # fmt: skip
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tags.json", "README.md"):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tags.json", "README.md",
+                 "bank.json", "bank.safetensors"):  # fmt: skip
         assert (out / name).is_file()
     assert list((tmp_path / "corpus" / "cache").glob("captioner-frames-*.npz"))
     loaded = load_captioner(out, clap=load_clap(tiny_clap_dir))
     assert loaded.config.num_beams in (1, 2, 3)
+    # The bank holds one caption per train clip: the encoder reads the nearest 3.
+    assert loaded.config.neighbours == 3 and loaded.bank is not None and len(loaded.bank) == 20
     assert len(loaded.tags.thresholds) == len(loaded.tags.labels) == 4
     assert 3 <= len(loaded.caption([tone(0, 1.0)])[0].tags) <= 4
     # The words a search evaluation gives each clip of a split: captioned without metadata.
