@@ -130,6 +130,10 @@ class Sound(Base):
     embeddings: Mapped[list[Embedding]] = relationship(
         back_populates="sound", cascade="all, delete-orphan", passive_deletes=True
     )
+    # How a generated sound was made (None for every other sound).
+    generation: Mapped[GenerationRecord | None] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class Location(Base):
@@ -171,6 +175,29 @@ class Embedding(Base):
     @staticmethod
     def pack(vector: np.ndarray) -> bytes:
         return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+class GenerationRecord(Base):
+    """How a generated sound was made: its prompt, seed, settings, the models, and the library
+    sounds it was conditioned on. One row per generated sound; it goes with the sound."""
+
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sound_id: Mapped[int] = mapped_column(
+        ForeignKey("sounds.id", ondelete="CASCADE"), unique=True, index=True
+    )
+    job_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    # seconds, steps, guidance, guidance mode, scheduler, vocoder, neighbours asked for
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # {"generator": model id, "clap": model id}
+    models: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The library sounds retrieved as neighbours, nearest first (empty: no retrieval). Plain
+    # ids, not foreign keys: the record outlives a neighbour's deletion.
+    neighbour_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class OutboxEntry(Base):

@@ -52,6 +52,7 @@ class JobKind(enum.StrEnum):
     scan = "scan"
     caption = "caption"  # caption and tag sounds already in the catalog
     index_batch = "index_batch"  # one batch of a library scan fanned out over workers
+    generate = "generate"  # new sounds from a description (and the library's nearest sounds)
 
 
 class JobStop(Exception):

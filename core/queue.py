@@ -26,16 +26,19 @@ TASK_FOR_KIND: dict[str, str] = {
     JobKind.scan.value: "foley.scan",
     JobKind.caption.value: "foley.caption",
     JobKind.index_batch.value: "foley.index_batch",
+    JobKind.generate.value: "foley.generate",
 }
 # Uploads and scans embed with CLAP, which is light enough for CPU workers; captions too
 # (the compact AutoCap, and uploads caption inside their own job on "cpu" anyway);
-# generation (to come) goes to "gpu".
+# generation goes to "gpu" (a worker started with `--queues cpu,gpu`, the default, takes it
+# when no GPU worker runs).
 QUEUE_FOR_KIND: dict[str, str] = {
     JobKind.ping.value: "cpu",
     JobKind.upload.value: "cpu",
     JobKind.scan.value: "cpu",
     JobKind.caption.value: "cpu",
     JobKind.index_batch.value: "cpu",
+    JobKind.generate.value: "gpu",
 }
 # Several upload jobs in one task, their embeddings batched; each job keeps its own row.
 UPLOAD_BATCH_TASK = "foley.upload_batch"

@@ -162,6 +162,26 @@ def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_generate(args: argparse.Namespace, settings: Settings) -> int:
+    import torch
+
+    from generative.generator import eval as generate_eval
+    from generative.generator.pipeline import load_generator
+    from generative.registry import get_clap
+
+    torch.set_num_threads(args.threads)
+    clap = get_clap(settings)
+    generator = load_generator(Path(args.checkpoint or settings.generator_checkpoint), clap=clap)
+    report = generate_eval.run_eval(
+        Path(args.corpus), generator, clap, classes=args.classes, per_class=args.per_class,
+        seconds=args.seconds, seed=args.seed,
+    )  # fmt: skip
+    print(generate_eval.format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_eval_caption(args: argparse.Namespace, settings: Settings) -> int:
     from generative.captioner import eval as caption_eval
     from generative.captioner.train import update_card
@@ -320,6 +340,18 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--card", action="store_true", help="write the tables into the model card")
     p.set_defaults(func=cmd_eval_caption)
+    p = eval_sub.add_parser(
+        "generate", help="generated sounds with and without retrieval: FD, CLAP score, class hits"
+    )
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint", help="generator checkpoint folder (default: settings)")
+    p.add_argument("--classes", type=int, default=5, help="classes per group (head, tail, unseen)")
+    p.add_argument("--per-class", type=int, default=2, help="sounds per class and setting")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.set_defaults(func=cmd_eval_generate)
     p = eval_sub.add_parser(
         "search", help="search modes audio, words and hybrid on corpus splits (library protocol)"
     )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from generative.captioner.pipeline import Captioner
     from generative.clap.model import ClapModel
     from generative.diffatr.pipeline import DiffATR
+    from generative.generator.pipeline import Generator
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +190,40 @@ def _open_captioner(path: Path, settings: Settings) -> tuple[Captioner | None, s
     log.info("loaded captioner %s from %s in %.2f s", captioner.model_id, path,
              time.perf_counter() - started)  # fmt: skip
     return captioner, "loaded"
+
+
+# --- Re-AudioLDM generator ----------------------------------------------------------------
+
+_generator: dict[tuple[str, str, str], tuple[Generator | None, str]] = {}
+
+
+def get_generator(settings: Settings | None = None) -> tuple[Generator | None, str]:
+    """The generator at `FOLEY_GENERATOR_CHECKPOINT` over the settings' CLAP, loaded once, and
+    "loaded"; or None and why (no checkpoint, or one that does not fit this CLAP)."""
+    settings = settings or get_settings()
+    path = settings.generator_checkpoint.expanduser().resolve()
+    key = (str(path), str(settings.clap_checkpoint.expanduser().resolve()), settings.device)
+    with _lock:
+        loaded = _generator.get(key)
+    if loaded is None:
+        loaded = _open_generator(path, settings)  # outside the lock: get_clap takes it
+        with _lock:
+            loaded = _generator.setdefault(key, loaded)
+    return loaded
+
+
+def _open_generator(path: Path, settings: Settings) -> tuple[Generator | None, str]:
+    if not path.is_dir():
+        return None, f"no generator checkpoint at {path}"
+    from generative.errors import ModelLoadError
+    from generative.generator.pipeline import load_generator
+
+    started = time.perf_counter()
+    try:
+        generator = load_generator(path, clap=get_clap(settings), device=settings.device)
+    except ModelLoadError as exc:
+        log.error("%s: generation is off", exc)
+        return None, str(exc)
+    log.info("loaded generator %s from %s in %.2f s", generator.model_id, path,
+             time.perf_counter() - started)  # fmt: skip
+    return generator, "loaded"

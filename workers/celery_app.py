@@ -42,6 +42,7 @@ from workers.sweeper import Sweeper
 
 if TYPE_CHECKING:
     from generative.clap.model import ClapModel
+    from generative.generator.pipeline import Generator
     from index_builder.captions import Captioner
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,12 @@ class WorkerContext:
         from generative.registry import get_clap
 
         return get_clap(self.settings)
+
+    def generator(self) -> tuple[Generator | None, str]:
+        """This process's generator, or None and why there is none."""
+        from generative.registry import get_generator
+
+        return get_generator(self.settings)
 
     def captioner(self) -> tuple[Captioner | None, str]:
         """This process's captioner, or None and why there is none."""

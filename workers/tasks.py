@@ -20,6 +20,7 @@ from core import jobs
 from core.jobs import TRANSIENT_ERRORS, JobBusy, JobFailed, JobKind, JobRun
 from core.queue import UPLOAD_BATCH_TASK, JobQueue
 from index_builder.captions import CaptionFollowUp, caption_sounds
+from index_builder.generated import generate_sounds
 from index_builder.library_scan import scan_library
 from index_builder.scan_batches import index_batch as index_batch_body
 from index_builder.uploads import ingest_upload, ingest_uploads
@@ -140,6 +141,16 @@ def caption(self: JobTask, job_id: str) -> dict[str, Any]:
     def body(c: WorkerContext, run: JobRun) -> dict[str, Any]:
         captioner, status = c.captioner()
         return caption_sounds(c.catalog, captioner, c.limits, run, unavailable=status)
+
+    return self.run_job(job_id, body)
+
+
+@app.task(name="foley.generate", base=JobTask, bind=True, kind="generate")
+def generate(self: JobTask, job_id: str) -> dict[str, Any]:
+    def body(c: WorkerContext, run: JobRun) -> dict[str, Any]:
+        generator, status = c.generator()
+        return generate_sounds(c.catalog, c.model, c.store, c.limits, run, generator,
+                               captioner=c.captioner()[0], unavailable=status)  # fmt: skip
 
     return self.run_job(job_id, body)
 

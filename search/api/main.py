@@ -17,6 +17,7 @@ from search.api.errors import error_openapi, install_error_handlers
 from search.api.headers import install_headers
 from search.api.ratelimit import RateLimits
 from search.api.routes import (
+    generate,
     health,
     jobs,
     libraries,
@@ -39,6 +40,7 @@ api_router.include_router(health.router)
 api_router.include_router(jobs.router)
 api_router.include_router(uploads.router)
 api_router.include_router(libraries.router)
+api_router.include_router(generate.router)
 
 
 def _warn_if_open(settings: Settings) -> None:

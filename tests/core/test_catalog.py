@@ -35,6 +35,7 @@ def test_migrations_create_every_table(catalog: Catalog) -> None:
         "jobs",
         "libraries",
         "scan_errors",
+        "generations",
         "alembic_version",
     }
     Catalog(catalog.url).dispose()  # migrating an up-to-date catalog again is a no-op

@@ -265,3 +265,44 @@ def test_each_stage_trains_a_step_into_a_loadable_checkpoint(
     )
     with pytest.raises(GeneratorLoadError, match="another VAE"):
         load_generator(out)
+
+
+def test_evaluation_reports_every_group_and_setting(tiny_clap, tmp_path: Path) -> None:  # noqa: ANN001
+    import soundfile as sf
+
+    from generative.generator.eval import Setting, format_report, frechet, run_eval
+
+    corpus = tmp_path / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    rows = []
+    # Train: dog (6 clips) and bell (2); test: 4 dog, 4 bell; ood: 4 siren (never in train).
+    plan = [("train", "dog", 6), ("train", "bell", 2), ("test", "dog", 4), ("test", "bell", 4),
+            ("ood", "siren", 4)]  # fmt: skip
+    for split, name, n in plan:
+        for j in range(n):
+            i = len(rows)
+            path = f"audio/{i:03d}.flac"
+            sf.write(corpus / path, tone({"dog": 0, "bell": 5, "siren": 10}[name] + j % 2, 1.0),
+                     SAMPLE_RATE)  # fmt: skip
+            rows.append({"id": f"c{i:03d}", "path": path, "split": split, "labels": [name],
+                         "captions": [f"a {name} sound"], "duration": 1.0})  # fmt: skip
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    generator = build_random_generator(tiny_config(tiny_clap.dim), seed=0)
+    settings = [Setting("no retrieval", 0, steps=2), Setting("k = 2", 2, steps=2)]
+    report = run_eval(corpus, generator, tiny_clap, classes=1, per_class=2, seconds=1.0,
+                      settings=settings)  # fmt: skip
+    assert {c["group"]: c["label"] for c in report["classes"]} == {
+        "head": "dog", "tail": "bell", "unseen": "siren"
+    }  # fmt: skip
+    for group in ("head", "tail", "unseen"):
+        rows_of = report["groups"][group]
+        assert list(rows_of) == ["no retrieval", "k = 2", "copy baseline"]
+        assert rows_of["no retrieval"]["sounds"] == 2 and rows_of["copy baseline"]["sounds"] == 1
+        assert rows_of["no retrieval"]["copy"] == 0.0  # no neighbours to copy
+        assert rows_of["copy baseline"]["copy"] == pytest.approx(1.0, abs=1e-5)
+        for metrics in rows_of.values():
+            assert 0 <= metrics["hit1"] <= metrics["hit10"] <= 1
+    assert "| copy baseline |" in format_report(report)
+    a = np.random.default_rng(0).standard_normal((50, 3))
+    assert frechet(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet(a, a + 2.0) == pytest.approx(12.0, abs=1e-4)  # only the means moved

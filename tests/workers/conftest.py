@@ -32,6 +32,7 @@ def deployment(
             tiny_clap_dir,
             tiny_clap,
             captioner=tiny_captioner_dir(root, tiny_clap),
+            extra_env={"FOLEY_GENERATOR_CHECKPOINT": str(tiny_generator_dir(root, tiny_clap))},
             # Tests make their libraries in their own temporary folders.
             library_roots=tmp_path_factory.getbasetemp(),
         ) as dep:
@@ -51,3 +52,13 @@ def tiny_captioner_dir(root: Path, clap: Any) -> Path:
         return folder
     save_captioner(build_random_captioner(clap, seed=0), folder)
     return folder
+
+
+def tiny_generator_dir(root: Path, clap: Any) -> Path:
+    """A tiny random Re-AudioLDM generator checkpoint over the tiny CLAP."""
+    from generative.generator.config import tiny_config
+    from generative.generator.pipeline import build_random_generator, save_generator
+
+    generator = build_random_generator(tiny_config(clap.dim), seed=0)
+    generator.config.clap_model_id = clap.model_id
+    return save_generator(generator, root / "generator")

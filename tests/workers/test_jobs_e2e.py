@@ -216,3 +216,42 @@ def test_a_killed_worker_does_not_lose_or_duplicate_the_job(
     assert sounds_with_hash(dep, digest) == 1
     assert upserts_for(dep, after["result"]["sound_id"]) == 1  # the killed attempt wrote nothing
     assert len(stored(dep, digest)) == 1
+
+
+def test_generation_runs_on_the_gpu_queue_and_makes_searchable_sounds(
+    deployment: Deployment,
+) -> None:
+    dep = deployment
+    (job,) = upload(dep, ("Church bell.wav", wav(41)))
+    neighbour = dep.wait(job["id"], where=lambda j: j["searchable"] is True)["result"]["sound_id"]
+    body = {"prompt": "a church bell", "seconds": 1.0, "count": 2, "seed": 3, "neighbours": 1,
+            "steps": 2}  # fmt: skip
+    assert dep.client.post("/api/generate", json=body).status_code == 401
+    for bad, said in (({"seconds": 30}, "seconds"), ({"prompt": ""}, "prompt"),
+                      ({"guidance_mode": "loud"}, "guidance_mode")):  # fmt: skip
+        refused = dep.client.post("/api/generate", json={**body, **bad}, headers=dep.headers)
+        assert refused.status_code == 422 and said in refused.text
+    response = dep.client.post("/api/generate", json=body, headers=dep.headers)
+    assert response.status_code == 202, response.text
+    queued = response.json()
+    assert response.headers["location"] == f"/api/jobs/{queued['id']}"
+    assert queued["kind"] == "generate" and queued["params"]["neighbour_ids"] == [neighbour]
+    finished = dep.wait(queued["id"], timeout=300)
+    assert finished["status"] == "succeeded", finished
+    assert finished["progress"] == 1.0
+    made = [entry["sound_id"] for entry in finished["result"]["sounds"]]
+    assert len(set(made)) == 2
+    for sound_id in made:
+        record = dep.client.get(f"/api/sounds/{sound_id}").json()
+        assert (record["source"], record["title"], record["duration"]) == (
+            "generated", "a church bell", 1.0,
+        )  # fmt: skip
+        provenance = record["generation"]
+        assert provenance["prompt"] == "a church bell" and provenance["job_id"] == queued["id"]
+        assert provenance["neighbour_ids"] == [neighbour] and provenance["settings"]["steps"] == 2
+        assert dep.client.get(record["audio_url"]).status_code == 200
+    # Indexed like any sound, and found with the `generated` filter.
+    dep.wait(queued["id"], where=lambda job: job["searchable"] is True, timeout=10)
+    found = dep.client.get("/api/search", params={"q": "bell", "source": "generated", "k": 10})
+    assert found.status_code == 200
+    assert {hit["id"] for hit in found.json()["data"]} == set(made)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.audio import content_type
-from core.catalog import Library, Sound
+from core.catalog import GenerationRecord, Library, Sound
 from core.jobs import JobKind, new_job
 from core.words import MAX_CAPTION, MAX_TAGS, MAX_TITLE, check_tags, edit_words
 from index_builder.captions import active_caption_job
@@ -57,6 +57,8 @@ class SoundPublic(BaseModel):
     tags_by: str | None
     caption_segments: list[dict[str, Any]] | None
     caption_model: str | None
+    # A generated sound's provenance: prompt, seed, settings, models, neighbour_ids, job_id.
+    generation: dict[str, Any] | None = None
 
 
 class SoundWordsUpdate(BaseModel):
@@ -114,7 +116,16 @@ def _public(sound: Sound) -> SoundPublic:
         tags_by=sound.tags_by,
         caption_segments=sound.caption_segments,
         caption_model=sound.caption_model,
+        generation=_provenance(sound.generation) if sound.source == "generated" else None,
     )
+
+
+def _provenance(record: GenerationRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {"prompt": record.prompt, "seed": record.seed, "settings": record.settings,
+            "models": record.models, "neighbour_ids": record.neighbour_ids,
+            "job_id": record.job_id}  # fmt: skip
 
 
 @router.get("", response_model=SoundsPublic)
