@@ -39,8 +39,8 @@ from generative.corpus.names import AUDIO_SUFFIXES, drop_reason, group_key, name
 
 logger = logging.getLogger(__name__)
 
-# Bump when scanning, decoding or measuring changes, so cached catalogues are rebuilt.
-CATALOGUE_VERSION = 4
+# Bump when scanning, decoding, measuring or naming changes, so cached catalogues are rebuilt.
+CATALOGUE_VERSION = 5
 SEGMENT_SECONDS = 10.0
 MAX_SEGMENTS = 6
 MIN_SECONDS = 0.06

@@ -24,7 +24,8 @@ from generative.corpus.catalogue import (
 )
 from generative.corpus.debian import Unpacked, unpacked
 from generative.corpus.field import OOD_REAL_PACKAGES, split_of
-from generative.corpus.names import drop_reason, group_key, name_sound
+from generative.corpus.names import drop_reason, group_key, name_sound, segment
+from generative.corpus.words import MODIFIERS, VOCABULARY
 
 # Real paths from the packages (corpus-sources.md and the unpacked trees) -> labels, phrase.
 NAMES = [
@@ -55,7 +56,7 @@ NAMES = [
     ("lugaru/Sounds/BushRustle.ogg", ("rustle", "bush"), "bush rustle"),
     ("soundfx/environment/cave_droplets_loop.ogg", ("drips", "cave"), "cave drips"),
     ("sounds/helicopter_engine_start.wav", ("engine", "helicopter", "start"), None),
-    ("lincity-ng/sounds/TraficHigh1.wav", ("traffic", "high"), "traffic high"),
+    ("lincity-ng/sounds/TraficHigh1.wav", ("traffic",), "heavy traffic"),
     ("lincity-ng/sounds/SportsCroud3.wav", ("crowd", "sports"), "sports crowd"),
     ("teeworlds/data/audio/foley_foot_left-01.wv", ("footstep",), "footstep"),
     ("teeworlds/data/audio/wp_hammer_swing-02.wv", ("hammer", "swing"), None),
@@ -65,6 +66,91 @@ NAMES = [
     ("sounds/player/swimstep2.ogg", ("stroke", "swimming"), "swimming stroke"),
     ("widelands/data/sound/woodcutting/tree_falling_00.ogg", ("falling", "tree"), None),
 ]
+_S3D = "usr/share/games/scorched3d/data/globalmods"
+_WL = "usr/share/games/widelands/data/sound"
+_LC = "usr/share/games/lincity-ng/sounds"
+# The held-out packages' problem names: modifiers, fragments, compounds, LinCity-NG tiles.
+NAMES_OOD_REAL = [
+    # Modifiers stay in the phrase, in front, and are never a label.
+    (f"{_S3D}/none/data/wav/explosions/small.wav", ("explosion",), "small explosion"),
+    (f"{_S3D}/none/data/wav/explosions/xlarge.wav", ("explosion",), "very large explosion"),
+    (f"{_S3D}/none/data/wav/shoot/large.wav", ("shot",), "large shot"),
+    (f"{_WL}/woodcutting/fast_woodcutting_00.ogg", ("woodcutting",), "fast woodcutting"),
+    (f"{_WL}/barbarians/taverns/biginn_00.ogg", ("inn",), "big inn"),
+    (f"{_LC}/MarketEmpty1.wav", ("market",), "empty market"),
+    (f"{_LC}/TraficLow2.wav", ("traffic",), "light traffic"),
+    # Fragments are expanded by the dictionary, or dropped.
+    (f"{_S3D}/none/data/wav/misc/f16_1.wav", ("fighter jet",), "fighter jet"),
+    (f"{_S3D}/none/data/wav/misc/f18_2.wav", ("fighter jet",), "fighter jet"),
+    (f"{_S3D}/none/data/wav/misc/t38.wav", ("jet",), "jet"),
+    (f"{_S3D}/apoc/data/wav/explosions/exp.wav", ("explosion",), "explosion"),
+    (f"{_S3D}/apoc/data/wav/explosions/bhit.wav", ("explosion", "hit"), "hit explosion"),
+    (f"{_S3D}/apoc/data/wav/explosions/empsmall.wav", ("explosion", "zap"), None),
+    (f"{_S3D}/none/data/wav/misc/para.wav", ("parachute",), "parachute"),
+    (f"{_WL}/farm/ox_00.ogg", ("oxen",), "oxen"),
+    # Compounds are split against the vocabulary; misleading halves stay together.
+    (f"{_S3D}/apoc/data/wav/misc/carhorn3.wav", ("horn", "car"), "car horn"),
+    (f"{_S3D}/none/data/wav/misc/birdchirp1.wav", ("bird", "chirp"), "bird chirp"),
+    (f"{_S3D}/apoc/data/wav/misc/cheeringloop.wav", ("cheering",), "cheering"),
+    (f"{_S3D}/apoc/data/wav/misc/citysounds.wav", ("city",), "city"),
+    (f"{_S3D}/none/data/wav/movement/tankmove.wav", ("move", "tank"), "tank move"),
+    (
+        f"{_S3D}/apoc/data/wav/explosions/lightningbolt.wav",
+        ("explosion", "lightning", "bolt"),
+        "lightning bolt explosion",
+    ),
+    (f"{_S3D}/apoc/data/wav/shoot/machinegun.wav", ("shot", "machine gun"), "machine gun shot"),
+    (f"{_S3D}/apoc/data/wav/misc/firetruck.wav", ("fire truck",), "fire truck"),
+    (f"{_WL}/atlanteans/saw/benchsaw_01.ogg", ("bench saw",), "bench saw"),
+    (f"{_WL}/atlanteans/saw/sawing_00.ogg", ("sawing",), "sawing"),
+    (f"{_WL}/barbarians/stonegrind.ogg", ("grinding", "stone"), "stone grinding"),
+    # LinCity-NG tiles: what the place sounds like.
+    (f"{_LC}/ResidentialHigh1.wav", ("neighbourhood ambience",), "busy neighbourhood ambience"),
+    (f"{_LC}/ResidentialLowLow1.wav", ("neighbourhood ambience",), None),
+    (f"{_LC}/PowerCoalFull.wav", ("hum", "power station"), "loud power station hum"),
+    (f"{_LC}/PowerSolar2.wav", ("hum", "power station"), "solar power station hum"),
+    (f"{_LC}/CoalMine1.wav", ("coal mine",), "coal mine"),
+    (f"{_LC}/Mill2.wav", ("mill",), "mill"),
+    (f"{_LC}/Blacksmith3.wav", ("hammering", "blacksmith"), "blacksmith hammering"),
+    (f"{_LC}/ParklandPlane1.wav", ("park ambience",), "park ambience"),
+    (f"{_LC}/Health4.wav", ("hospital ambience",), "hospital ambience"),
+    (f"{_LC}/WindMillHTech2.wav", ("wind turbine",), "wind turbine"),
+    # Names that were right stay as they were.
+    (f"{_S3D}/none/data/wav/misc/dog2.wav", ("dog",), "dog"),
+    (f"{_S3D}/none/data/wav/misc/oceanwaves.wav", ("waves", "ocean"), "ocean waves"),
+    (f"{_LC}/RocketTakeoff1.wav", ("takeoff", "rocket"), "rocket takeoff"),
+    (f"{_WL}/animals/crickets1_00.ogg", ("crickets",), "crickets"),
+    ("usr/share/games/widelands/data/world/critters/duck/duck_01.ogg", ("duck",), "duck"),
+]
+# Other packages: modifiers, two-letter words and compounds, same rules.
+NAMES_OTHERS = [
+    (
+        "usr/share/games/minetest/games/minetest_game/mods/fire/sounds/fire_large.ogg",
+        ("fire",),
+        None,
+    ),
+    ("flare/mods/fantasycore/soundfx/inventory/inventory_heavy.ogg", ("inventory",), None),
+    ("usr/share/games/searchandrescue/sounds/gear_up.wav", ("gear",), "gear up"),
+    ("redeclipse/data/sounds/ambience/waterfall_huge.ogg", ("waterfall",), "huge waterfall"),
+    ("ufoai/base/0snd.pk3/sound/weapons/laser-small.ogg", ("laser",), "small laser"),
+    ("teeworlds/data/audio/foley_dbljump-01.wv", ("jump",), "double jump"),
+    ("redeclipse/data/sounds/player/concstep3.ogg", ("footstep", "concrete"), "concrete footstep"),
+    ("ufoai/base/0snd.pk3/sound/soldiers/femaledeath01.ogg", ("death", "female"), "female death"),
+    ("usr/share/tuxpaint/stamps/naturalforces/lightningbolt.ogg", ("bolt", "lightning"), None),
+]
+# Compounds left out of the vocabulary so that they split.
+SPLIT = {
+    "carhorn": ["car", "horn"],
+    "birdchirp": ["bird", "chirp"],
+    "benchsaw": ["bench", "saw"],
+    "cheeringloop": ["cheering", "loop"],
+    "citysounds": ["city", "sounds"],
+    "tankmove": ["tank", "move"],
+    "lightningbolt": ["lightning", "bolt"],
+    "machinegun": ["machine", "gun"],
+    "empsmall": ["emp", "small"],
+    "bloodspiderwalk": ["blood", "spider", "walk"],
+}
 
 KEPT = [
     "usr/share/games/widelands/data/sound/farm/scythe_00.ogg",
@@ -93,6 +179,9 @@ DROPPED = {
     "supertuxkart/data/sfx/last_lap_fanfare.ogg": "music",
     "flare/mods/fantasycore/soundfx/npcs/female_merchant_03.ogg": "voice line",
     "supertuxkart/data/tracks/sara_airport/sara_airport_pa.ogg": "voice line",
+    "usr/share/games/lincity-ng/sounds/WindowOpen.wav": "interface",
+    "usr/share/games/widelands/data/sound/message_00.ogg": "interface",
+    "usr/share/games/widelands/data/sound/military/under_attack.ogg": "interface",
 }
 
 
@@ -103,6 +192,38 @@ def test_names_become_labels_and_phrases(path, labels, phrase):
     assert naming.phrase == (phrase or " ".join(naming.phrase.split()))
     if phrase is None:
         assert set(naming.phrase.split()) == set(labels)
+
+
+@pytest.mark.parametrize(("path", "labels", "phrase"), NAMES_OOD_REAL + NAMES_OTHERS)
+def test_modifiers_fragments_compounds_and_places_are_not_labels(path, labels, phrase):
+    naming = name_sound(path)
+    assert naming.labels == labels
+    if phrase is not None:
+        assert naming.phrase == phrase
+    for label in naming.labels:
+        assert len(label) > 2 and label not in MODIFIERS, label
+        assert all(word in naming.phrase.split() for word in label.split()), label
+
+
+def test_compounds_split_into_vocabulary_words():
+    for word, pieces in SPLIT.items():
+        assert word not in VOCABULARY
+        assert segment(word) == pieces, word
+    # Known words, short words and words that do not split whole stay as they are.
+    for word in ("hedgehog", "diesel", "waterfall", "sawmill", "woodcutting", "bee", "zzyzxq"):
+        assert segment(word) == [word]
+
+
+def test_lincity_tiles_all_say_what_they_sound_like():
+    names = ["ResidentialMed1", "Commune2", "Shanty3", "Tip1", "Substation3", "SubstationOn"]
+    names += ["PowerCoalEmpty", "PowerCoalLow", "PowerLine1", "Green1", "DirtTrack2"]
+    tiles = [f"{_LC}/{name}.wav" for name in names]
+    building_words = {"residential", "power", "coal", "commune", "shanty", "tip", "substation"}
+    building_words |= {"green", "track", "dirt", "line"}
+    for path in tiles:
+        naming = name_sound(path)
+        assert naming.labels, path
+        assert not set(naming.labels) & building_words, (path, naming.labels)
 
 
 def test_folders_give_context():
