@@ -133,6 +133,21 @@ def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_train_caption_bank(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.captioner.retrieval import build_caption_bank
+
+    checkpoint = Path(args.checkpoint or settings.captioner_checkpoint)
+    chosen = build_caption_bank(
+        Path(args.corpus), checkpoint, Path(args.clap_checkpoint or settings.clap_checkpoint),
+        seed=args.seed, threads=args.threads,
+    )  # fmt: skip
+    picked = chosen["chosen"]
+    print(f"caption bank of {chosen['bank_clips']} clips written to {checkpoint}; consensus "
+          f"reranking over the {picked['k']} nearest clips, weight {picked['weight']:g} with "
+          f"metadata, {picked['weight_bare']:g} without")  # fmt: skip
+    return 0
+
+
 def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
     from generative.generator.train import TrainOptions, train_generator
 
@@ -287,9 +302,18 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--train-clips", type=int, help="train on a seeded sample of this many clips")
     p.add_argument(
-        "--neighbours", type=int, help="captions of the k nearest train clips to read (default 3)"
+        "--neighbours", type=int, help="captions of the k nearest train clips to read (default 0)"
     )
     p.set_defaults(func=cmd_train_captioner)
+    p = train_sub.add_parser(
+        "caption-bank", help="give a captioner its caption bank; tune consensus reranking on val"
+    )
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint", help="captioner checkpoint folder (default: settings)")
+    p.add_argument("--clap-checkpoint", help="CLAP whose frames it reads (default: settings)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_train_caption_bank)
 
     p = train_sub.add_parser(
         "generator", help="train one stage of the Re-AudioLDM generator (vae, vocoder, unet)"

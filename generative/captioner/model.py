@@ -54,6 +54,11 @@ class CaptionerConfig:
     # Captions of the k most similar training clips read by the encoder (`bank.py`); 0: none.
     neighbours: int = 0
     max_neighbour_tokens: int = 64
+    # Consensus reranking (`consensus.py`): the captions of this many nearest training clips
+    # join the beams as candidates (0: off), scored by likelihood + weight x agreement.
+    consensus_k: int = 0
+    consensus_weight: float = 0.0  # when the sound has metadata (a title or a folder)
+    consensus_weight_bare: float = 0.0  # when it has none: the neighbours count for more
     max_caption_tokens: int = 40
     num_beams: int = 2
     clap_model_id: str | None = None  # the CLAP whose frames it was trained on
@@ -170,10 +175,26 @@ class AutoCap(nn.Module):
         return self.bart(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
 
     @torch.no_grad()
+    def logprob(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) mean log-probability per token of each row of `batch["labels"]` (<s> ... </s>,
+        padding -100), teacher-forced."""
+        embeds, mask = self.encoder_inputs(
+            batch["frames"], batch["frame_mask"], batch["clap"], batch["meta_ids"],
+            batch["meta_mask"],
+        )  # fmt: skip
+        labels = batch["labels"][:, 1:].contiguous()  # (B, L - 1)
+        logits = self.bart(inputs_embeds=embeds, attention_mask=mask, labels=labels).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L - 1, V)
+        real = labels != -100
+        picked = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0] * real
+        return picked.sum(dim=1) / real.sum(dim=1).clamp(min=1)
+
+    @torch.no_grad()
     def generate(
-        self, batch: dict[str, torch.Tensor], num_beams: int | None = None
+        self, batch: dict[str, torch.Tensor], num_beams: int | None = None, every_beam: bool = False
     ) -> torch.Tensor:
-        """Beam search (deterministic) -> token ids (B, L)."""
+        """Beam search (deterministic) -> token ids (B, L), or with `every_beam` each item's
+        final beams, best first (B x beams, L)."""
         embeds, mask = self.encoder_inputs(
             batch["frames"], batch["frame_mask"], batch["clap"], batch["meta_ids"],
             batch["meta_mask"],
@@ -186,6 +207,7 @@ class AutoCap(nn.Module):
             do_sample=False,
             max_length=self.config.max_caption_tokens,
             no_repeat_ngram_size=3,
+            num_return_sequences=beams if every_beam else 1,
             early_stopping=True if beams > 1 else None,
             decoder_start_token_id=self.config.bos_id,
             bos_token_id=self.config.bos_id,

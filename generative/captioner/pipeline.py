@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from generative.captioner.bank import BANK_CAPTIONS, CaptionBank
+from generative.captioner.consensus import candidates_of, choose
 from generative.captioner.features import segment_features
 from generative.captioner.model import (
     CONFIG_FILE,
@@ -62,6 +63,16 @@ class Segment:
 
 
 @dataclass
+class Candidates:
+    """An item's candidate captions, their mean log-probability per token, and the nearest
+    training clips' captions they are compared with (empty: no consensus reranking)."""
+
+    texts: list[str]
+    logprob: list[float]
+    near: list[str]
+
+
+@dataclass
 class CaptionResult:
     caption: str
     tags: list[str]
@@ -84,7 +95,7 @@ class Captioner:
         model_id: str = "",
         bank: CaptionBank | None = None,
     ) -> None:
-        if model.config.neighbours and bank is None:
+        if (model.config.neighbours or model.config.consensus_k) and bank is None:
             raise ValueError("this captioner reads similar clips' captions: it needs its bank")
         self.model = model.eval()
         self.config: CaptionerConfig = model.config
@@ -169,26 +180,73 @@ class Captioner:
         neighbours: bool = True,
     ) -> list[str]:
         """Captions from precomputed CLAP features: frames (T_i, C) and embeddings (N, D).
-        `neighbours=False` hides the similar clips' captions (for the ablation)."""
+        `neighbours=False` reads nothing of the similar training clips (for the ablation)."""
+        found = self.caption_candidates(frames, clap, meta_texts, num_beams, batch_size,
+                                        neighbours)  # fmt: skip
+        config = self.config
+        return [
+            choose(c.texts, c.logprob, c.near,
+                   config.consensus_weight if text else config.consensus_weight_bare)
+            if c.near else c.texts[0]
+            for c, text in zip(found, meta_texts, strict=True)
+        ]  # fmt: skip
+
+    def caption_candidates(
+        self,
+        frames: Sequence[np.ndarray],
+        clap: np.ndarray,
+        meta_texts: Sequence[str],
+        num_beams: int | None = None,
+        batch_size: int = BATCH_SIZE,
+        neighbours: bool = True,
+        consensus_k: int | None = None,
+    ) -> list[Candidates]:
+        """Per item: the beam search's caption alone, or, with consensus reranking on
+        (`consensus_k`, default the config's), every final beam and the `consensus_k` nearest
+        training clips' captions, each with the model's mean log-probability per token."""
         import torch
 
         config = self.config
-        bank = self.bank if neighbours and config.neighbours else None
-        similar = (bank.neighbour_captions(clap, config.neighbours) if bank is not None
-                   else [[] for _ in frames])  # fmt: skip
-        out: list[str] = []
+        usable = neighbours and self.bank is not None
+        k_enc = config.neighbours if usable else 0
+        k_con = (config.consensus_k if consensus_k is None else consensus_k) if usable else 0
+        k_max = max(k_enc, k_con)
+        near_all = (self.bank.neighbour_captions(clap, k_max) if self.bank is not None and k_max
+                    else [[] for _ in frames])  # fmt: skip
+        beams = num_beams or config.num_beams
+        device = next(self.model.parameters()).device
+        out: list[Candidates] = []
         with torch.inference_mode():
             for start in range(0, len(frames), batch_size):
                 end = start + batch_size
+                near = near_all[start:end]
                 meta = [
-                    self.tokenizer.encode_inputs(text, near, config.max_meta_tokens,
+                    self.tokenizer.encode_inputs(text, similar[:k_enc], config.max_meta_tokens,
                                                  config.max_neighbour_tokens)
-                    for text, near in zip(meta_texts[start:end], similar[start:end], strict=True)
+                    for text, similar in zip(meta_texts[start:end], near, strict=True)
                 ]  # fmt: skip
-                batch = collate(list(frames[start:end]), clap[start:end], meta, None, self.config)
-                device = next(self.model.parameters()).device
-                ids = self.model.generate({k: v.to(device) for k, v in batch.items()}, num_beams)
-                out += [self.tokenizer.decode(row.tolist()) for row in ids]
+                chunk = list(frames[start:end])
+                batch = collate(chunk, clap[start:end], meta, None, config)
+                ids = self.model.generate({k: v.to(device) for k, v in batch.items()}, beams,
+                                          every_beam=k_con > 0)  # fmt: skip
+                texts = [self.tokenizer.decode(row.tolist()) for row in ids]
+                if not k_con:
+                    out += [Candidates([text], [0.0], []) for text in texts]
+                    continue
+                texts_of = [candidates_of(texts[i * beams : (i + 1) * beams], near[i][:k_con])
+                            for i in range(len(chunk))]  # fmt: skip
+                rows = [i for i, found in enumerate(texts_of) for _ in found]
+                labels = [self.tokenizer.encode_caption(t, config.max_caption_tokens)
+                          for found in texts_of for t in found]  # fmt: skip
+                scored = collate([chunk[i] for i in rows], clap[start:end][rows],
+                                 [meta[i] for i in rows], labels, config)  # fmt: skip
+                logprob = self.model.logprob({k: v.to(device) for k, v in scored.items()})
+                logprob_list = logprob.float().cpu().tolist()
+                at = 0
+                for found, similar in zip(texts_of, near, strict=True):
+                    out.append(Candidates(found, logprob_list[at : at + len(found)],
+                                          similar[:k_con]))  # fmt: skip
+                    at += len(found)
         return out
 
 
@@ -226,7 +284,7 @@ def load_captioner(
         raise CaptionerLoadError(
             f"captioner {folder} was trained on CLAP {trained_on}, not {clap.model_id}"
         )
-    if model.config.neighbours and bank is None:
+    if (model.config.neighbours or model.config.consensus_k) and bank is None:
         raise CaptionerLoadError(f"captioner checkpoint {folder} lacks {BANK_CAPTIONS}")
     model_id = f"autocap:{_digest(folder / WEIGHTS_FILE)}"
     return Captioner(
@@ -258,7 +316,7 @@ def build_random_captioner(clap: ClapModel, seed: int = 0) -> Captioner:
         ids.token_to_id("<pad>"), ids.token_to_id("<s>"), ids.token_to_id("</s>"),
     )  # fmt: skip
     config.clap_model_id = clap.model_id
-    config.neighbours = 2
+    config.neighbours, config.consensus_k, config.consensus_weight = 2, 3, 1.0
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((len(_TINY_TEXTS), clap.dim)).astype(np.float32)
     bank = CaptionBank(_TINY_TEXTS, vectors / np.linalg.norm(vectors, axis=1, keepdims=True),

@@ -74,3 +74,29 @@ def test_similar_captions_reach_the_encoder(tiny_clap, tmp_path) -> None:  # noq
     (tmp_path / "bank.json").unlink()
     with pytest.raises(CaptionerLoadError, match="bank.json"):
         load_captioner(tmp_path, clap=tiny_clap)
+
+
+def test_consensus_prefers_the_candidate_its_neighbours_agree_with() -> None:
+    from generative.captioner.consensus import agreement, candidates_of, choose
+
+    near = ["a dog barks twice", "a dog barks loudly", "rain on a roof"]
+    assert agreement("a dog barks", near) > agreement("the bell rings", near) == 0.0
+    assert agreement("rain on a roof", ["rain on a roof"]) == 0.0  # itself does not count
+    assert candidates_of(["a dog", "a cat"], ["a cat", "rain"]) == ["a dog", "a cat", "rain"]
+    # Likelihood alone picks the model's favourite; enough weight picks the agreed one.
+    texts, logprob = ["a bell rings", "a dog barks"], [-0.5, -1.0]
+    assert choose(texts, logprob, near, weight=0.0) == "a bell rings"
+    assert choose(texts, logprob, near, weight=4.0) == "a dog barks"
+
+
+def test_reranking_candidates_are_the_beams_and_the_near_captions(tiny_clap) -> None:  # noqa: ANN001
+    captioner = build_random_captioner(tiny_clap, seed=0)
+    frames = [np.random.default_rng(2).standard_normal((5, 512)).astype(np.float32)] * 2
+    clap = captioner.bank.embeddings[:2]
+    found = captioner.caption_candidates(frames, clap, ["", "<title> rain"], consensus_k=3)
+    for item, query in zip(found, clap, strict=True):
+        assert item.near == captioner.bank.neighbour_captions(query[None], 3)[0]
+        assert set(item.near) <= set(item.texts) and len(item.texts) == len(item.logprob)
+        assert all(lp <= 0 for lp in item.logprob)
+    off = captioner.caption_candidates(frames, clap, ["", ""], neighbours=False)
+    assert all(len(item.texts) == 1 and not item.near for item in off)

@@ -187,7 +187,7 @@ def test_training_run_writes_a_loadable_checkpoint(tiny_clap_dir: Path, tmp_path
     _tiny_corpus(tmp_path / "corpus")
     out = train_captioner(
         tmp_path / "corpus", tmp_path / "cap", tiny_clap_dir, max_minutes=1.0, epochs=3,
-        batch_size=8, vocab_size=300, tag_min_count=1, threads=1,
+        batch_size=8, vocab_size=300, tag_min_count=1, threads=1, neighbours=3,
         model=tiny_captioner_config(),
     )  # fmt: skip
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tags.json", "README.md",
