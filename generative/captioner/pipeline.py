@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from generative.captioner.features import SegmentFeatures, embed_and_segment, segment_features
+from generative.captioner.features import segment_features
 from generative.captioner.model import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -47,6 +47,7 @@ from generative.captioner.tokenizer import (
 from generative.errors import ModelLoadError
 
 if TYPE_CHECKING:
+    from generative.captioner.features import SegmentFeatures
     from generative.clap.model import ClapModel
 
 BATCH_SIZE = 16
@@ -126,6 +127,8 @@ class Captioner:
     ) -> tuple[np.ndarray, list[CaptionResult]]:
         """`self.clap.embed_audio(waves)` (N, D) and `caption(waves, metadata)` from one CLAP
         pass (`features.embed_and_segment`): what an upload needs for search and words."""
+        from generative.captioner.features import embed_and_segment
+
         metadata = _metadata_for(waves, metadata)
         if not waves:
             return np.zeros((0, self.clap.dim), dtype=np.float32), []
