@@ -11,6 +11,8 @@ Clips are rendered by the corpus's procedural synthesizer (bench/library.py), as
 3. uploads: a real `foley serve` with its job worker on a fresh data dir, the clips posted
    in one request; clips/s from the post to the last job's success. Run with
    `FOLEY_UPLOAD_BATCH_SIZE=1` (a job task per file, the old path) and with the default.
+   Besides clips/s it reports the CPU time per clip of the API and of the job worker (its
+   main and pool processes), which a busy machine does not inflate the way it does wall time.
 
     python -m bench.index [--clips 64] [--upload-clips 48] [--seconds 5]
 
@@ -126,17 +128,25 @@ def uploads(clips: list[tuple[str, bytes]], batch_size: int) -> dict[str, Any]:
             with httpx.Client(base_url=server.base, timeout=300) as client:
                 # One job first, so the worker has loaded its models before the clock starts.
                 _post_and_wait(client, wav_clips(1, 1.0, seed=99))
+                cpu_before = server.tree_cpu_s()
                 started = time.perf_counter()
                 statuses = _post_and_wait(client, clips)
                 elapsed = time.perf_counter() - started
+                cpu_after = server.tree_cpu_s()
         finally:
             server.close()
+    api = server.process.pid
+    cpu = {pid: cpu_after.get(pid, 0.0) - cpu_before.get(pid, 0.0) for pid in cpu_after}
     return {
         "upload_batch_size": batch_size,
         "clips": len(clips),
         "succeeded": statuses.count("succeeded"),
         "total_s": elapsed,
         "clips_per_s": len(clips) / elapsed,
+        # CPU time per clip, whatever else the machine runs: the API process, and the job
+        # worker with its pool process
+        "api_cpu_ms_per_clip": 1000 * cpu.get(api, 0.0) / len(clips),
+        "worker_cpu_ms_per_clip": 1000 * sum(v for p, v in cpu.items() if p != api) / len(clips),
     }
 
 
@@ -197,7 +207,10 @@ def main() -> None:
         print(f"{key.removesuffix('_clips_per_s'):34} {result[key]:8.1f}")
     for row in result["uploads"]:
         label = f"uploads, batch {row['upload_batch_size']} ({row['clips']} clips)"
-        print(f"{label:34} {row['clips_per_s']:8.1f}")
+        api, worker = row["api_cpu_ms_per_clip"], row["worker_cpu_ms_per_clip"]
+        print(
+            f"{label:34} {row['clips_per_s']:8.1f}  CPU ms/clip: API {api:.0f}, worker {worker:.0f}"
+        )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")

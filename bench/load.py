@@ -100,8 +100,12 @@ class Server:
     def cpu_s(self) -> float:
         """CPU seconds the server process has used: what a query costs, whatever else the
         machine is running (wall-clock figures on a shared machine mostly measure the others)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _process_cpu_s(self.process.pid)
+
+    def tree_cpu_s(self) -> dict[int, float]:
+        """CPU seconds used so far by the server and each process under it (the job worker
+        and its pool), by pid."""
+        return {pid: _process_cpu_s(pid) for pid in _descendants(self.process.pid)}
 
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.base + "/health", timeout=TIMEOUT_S) as response:
@@ -115,6 +119,27 @@ class Server:
             self.process.kill()
             self.process.wait()
         self.log.close()
+
+
+def _process_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it has exited
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process under it (Linux)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found += _descendants(int(child))
+    return found
 
 
 def search_path(query: str, rerank: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,13 +24,73 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+SQLITE_BUSY_TIMEOUT_S = 30.0
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # where sqlite3 begins a transaction
+
+
+class SQLiteWriterLock:
+    """One writing transaction at a time within this process, handed over by a lock.
+
+    SQLite lets one connection write at a time; the others wait in its busy handler, which
+    sleeps in growing steps (1, 2, 5 ... 100 ms) however soon the lock frees. With many
+    threads writing small transactions (a batch of upload jobs claiming, reporting progress
+    and writing their sounds) those sleeps were most of each write's time: in a batch of 16
+    uploads a progress report took 41 ms on average, 1.3 ms of it writing. A connection
+    takes this lock before its first write statement (where sqlite3 begins the transaction)
+    and gives it back when the transaction ends. Other processes still meet SQLite's busy
+    handler; a lock not had within the busy timeout is not waited for further (SQLite then
+    decides, as without it), and a thread that already writes on another connection does
+    not wait for itself.
+    """
+
+    def __init__(self, timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def attach(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._before_execute)
+        for name in ("commit", "rollback"):
+            event.listen(engine, name, self._transaction_ended)
+        for name in ("checkin", "close", "invalidate"):  # a connection dropped mid-transaction
+            event.listen(engine, name, self._connection_ended)
+
+    @property
+    def held(self) -> bool:
+        return self._lock.locked()
+
+    def _before_execute(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if conn.info.get(self) or not statement.lstrip().upper().startswith(_WRITES):
+            return
+        if self._owner == threading.get_ident():
+            return
+        if self._lock.acquire(timeout=self.timeout_s):
+            self._owner = threading.get_ident()
+            conn.info[self] = True
+
+    def _release(self, info: dict[Any, Any]) -> None:
+        if info.pop(self, False):
+            self._owner = None
+            self._lock.release()
+
+    def _transaction_ended(self, conn: Any) -> None:
+        self._release(conn.info)
+
+    def _connection_ended(self, _dbapi_connection: Any, record: Any, *_: Any) -> None:
+        if record is not None:
+            self._release(record.info)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
+        SQLiteWriterLock().attach(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")

@@ -13,10 +13,9 @@ catalog, and its stored copy is removed unless something else still needs it.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -43,16 +42,17 @@ from core.jobs import (
 )
 from core.store import FileStore
 from core.words import CaptionWords, offer_caption
-from index_builder.captions import Captioner, caption_upload
-from index_builder.embed import (
-    AudioEmbedder,
-    Decoded,
-    Embedded,
-    Failed,
-    content_hash,
-    decode_for,
-    embed_decoded,
+from index_builder.captions import (
+    Captioner,
+    CaptionResultLike,
+    caption_rate,
+    caption_upload,
+    caption_waves,
+    to_rate,
+    upload_metadata,
+    words_of,
 )
+from index_builder.embed import AudioEmbedder, Embedded, Failed, content_hash, decode_for
 from index_builder.scan import title_from_path
 from index_builder.writer import FileOutcome, write_batch
 
@@ -121,18 +121,92 @@ def receive_upload(
         return new_job(session, JobKind.upload.value, request.as_params())
 
 
-def caption_step(
-    captioner: Captioner | None, decoded: Decoded, request: UploadRequest, sample_rate: int
-) -> CaptionWords | None:
-    """Caption and tag an upload: the captioner's words for its catalog row.
+@dataclass
+class UploadAudio:
+    """An upload's decoded audio (at the CLAP's rate) and the names the captioner reads."""
 
-    AutoCap runs on the decoded audio with the file name and title as metadata, before the
-    catalog write, so the caption commits with the sound. Without a captioner (or when it
-    fails) the upload gets no caption and no tags: it is found by its audio embedding and its
-    title, and `POST /api/sounds/{id}/caption` captions it later.
+    wave: np.ndarray
+    filename: str
+    title: str
+
+
+@dataclass
+class Analysis:
+    """What the models make of an upload: its CLAP embedding and the captioner's words (None
+    without a captioner, or when it failed)."""
+
+    vector: np.ndarray
+    words: CaptionWords | None
+
+
+def analyse(
+    model: AudioEmbedder, captioner: Captioner | None, items: Sequence[UploadAudio]
+) -> list[Analysis]:
+    """Embed and caption uploads together, before their catalog writes, so each caption
+    commits with its sound.
+
+    A captioner that reads the embedding's own CLAP gives both from one CLAP pass
+    (`embed_and_caption`: the same embedding `embed_audio` gives); any other is run after
+    the embedding. AutoCap reads the file name and title as metadata. When the captioner
+    fails the uploads are captioned again one at a time, and one that still fails is written
+    without a caption (`POST /api/sounds/{id}/caption` captions it later): an upload is
+    never lost to a captioner bug.
     """
-    title = title_from_path(Path(request.filename))
-    return caption_upload(captioner, decoded.wave, sample_rate, request.filename, title)
+    if not items:
+        return []
+    together = _one_pass(model, captioner)
+    if together is not None and captioner is not None:
+        waves = [item.wave for item in items]
+        metadata = [upload_metadata(item.filename, item.title) for item in items]
+        try:
+            vectors, results = together(waves, metadata)
+            said = [words_of(captioner, result) for result in results]
+            return [Analysis(v, w) for v, w in zip(vectors, said, strict=True)]
+        except Exception:
+            log.exception("embedding and captioning %d uploads in one pass failed", len(items))
+    vectors = model.embed_audio([item.wave for item in items])
+    words = _captions(captioner, items, model.sample_rate)
+    return [Analysis(v, w) for v, w in zip(vectors, words, strict=True)]
+
+
+# waves, metadata -> (N, D) embeddings as `embed_audio` gives them, and the captioner's results
+OnePass = Callable[
+    [list[np.ndarray], list[dict[str, str]]], tuple[np.ndarray, Sequence[CaptionResultLike]]
+]
+
+
+def _one_pass(model: AudioEmbedder, captioner: Captioner | None) -> OnePass | None:
+    """The captioner's `embed_and_caption`, when it reads the embedding's own CLAP at the
+    same rate; else None."""
+    if captioner is None:
+        return None
+    together: OnePass | None = getattr(captioner, "embed_and_caption", None)
+    clap_id = getattr(getattr(captioner, "clap", None), "model_id", None)
+    if together is None or clap_id != model.model_id:
+        return None
+    return together if caption_rate(captioner) == model.sample_rate else None
+
+
+def _captions(
+    captioner: Captioner | None, items: Sequence[UploadAudio], sample_rate: int
+) -> list[CaptionWords | None]:
+    if captioner is None:
+        return [None] * len(items)
+    if len(items) > 1:
+        try:
+            rate = caption_rate(captioner)
+            waves = [to_rate(item.wave, sample_rate, rate) for item in items]
+            metadata = [upload_metadata(item.filename, item.title) for item in items]
+            return list(caption_waves(captioner, waves, metadata))
+        except Exception:
+            log.exception("captioning %d uploads together failed; one at a time now", len(items))
+    return [
+        caption_upload(captioner, item.wave, sample_rate, item.filename, item.title)
+        for item in items
+    ]
+
+
+Analyse = Callable[[UploadAudio], Analysis]
 
 
 def ingest_upload(
@@ -143,11 +217,24 @@ def ingest_upload(
     run: JobRun,
     captioner: Captioner | None = None,
 ) -> dict[str, Any]:
-    """The upload job: decode, embed, caption, write; returns the job's result."""
+    """The upload job: decode, embed and caption, write; returns the job's result."""
+    return _ingest_stored(
+        catalog, model, store, limits, run, lambda item: analyse(model, captioner, [item])[0]
+    )
+
+
+def _ingest_stored(
+    catalog: Catalog,
+    model: AudioEmbedder,
+    store: FileStore,
+    limits: DecodeLimits,
+    run: JobRun,
+    analyse_one: Analyse,
+) -> dict[str, Any]:
     request = UploadRequest.from_params(run.params)
     path = store.resolve(request.stored)
     try:
-        return _ingest(catalog, model, limits, run, request, path, captioner)
+        return _ingest(catalog, model, limits, run, request, path, analyse_one)
     except JobSuperseded:
         raise  # the attempt that took over needs the stored file
     except TRANSIENT_ERRORS:
@@ -167,9 +254,9 @@ def _ingest(
     run: JobRun,
     request: UploadRequest,
     path: Path,
-    captioner: Captioner | None,
+    analyse_one: Analyse,
 ) -> dict[str, Any]:
-    run.progress(0.05, "looking for the same bytes in the catalog")
+    # Two progress reports only: each is a catalog write, and a batch's jobs write at once.
     with catalog.session() as session:
         known = _embedded_sound(session, request.content_hash, model.model_id)
         if known is not None:
@@ -184,11 +271,9 @@ def _ingest(
     decoded = decode_for(model, data, request.filename, limits)
     if isinstance(decoded, Failed):
         raise JobFailed(decoded.message)
-    run.progress(0.3, "embedding")
-    embedded = embed_decoded(model, [decoded])[0]
-    run.progress(0.8, "captioning")
-    words = caption_step(captioner, decoded, request, model.sample_rate)
-    run.progress(0.9, "writing to the catalog")
+    run.progress(0.3, "embedding and captioning")
+    title = title_from_path(Path(request.filename))
+    analysis = analyse_one(UploadAudio(decoded.wave, request.filename, title))
     stat = path.stat()
     outcome = FileOutcome(
         path=str(path),
@@ -196,8 +281,8 @@ def _ingest(
         mtime_ns=stat.st_mtime_ns,
         library_id=None,
         content_hash=request.content_hash,
-        result=embedded,
-        title=title_from_path(Path(request.filename)),
+        result=Embedded(decoded.info, analysis.vector),
+        title=title,
         source=SoundSource.upload.value,
     )
     # Two uploads of the same new bytes can race to insert the sound; the loser sees the
@@ -205,7 +290,7 @@ def _ingest(
     for attempt in range(2):
         try:
             with catalog.session() as session:
-                return _write(session, run, outcome, model.model_id, words)
+                return _write(session, run, outcome, model.model_id, analysis.words)
         except IntegrityError:
             if attempt:
                 raise
@@ -296,33 +381,40 @@ def discard_if_unused(
 BATCH_WAIT_S = 2.0  # the longest a decoded upload waits for the rest of its batch
 
 
-class SharedEmbedder:
-    """The CLAP of a batch of uploads: each job thread's `embed_audio` joins one batched pass.
+class SharedAnalysis:
+    """The models of a batch of uploads: each job thread's `analyse` joins one batched pass
+    (CLAP embedding and captions, `analyse`).
 
     The batch runs once every job still running has handed in its audio (a job that failed,
-    or found a duplicate, calls `leave`), or after `BATCH_WAIT_S` at the latest.
+    or found a duplicate, calls `leave`), or after `BATCH_WAIT_S` at the latest. When the
+    batch fails, each upload in it is analysed alone, so only the file at fault fails.
     """
 
-    def __init__(self, model: AudioEmbedder, jobs: int) -> None:
-        self.model_id, self.dim, self.sample_rate = model.model_id, model.dim, model.sample_rate
+    def __init__(self, model: AudioEmbedder, captioner: Captioner | None, jobs: int) -> None:
         self._waiting = jobs
         self._lock = threading.Lock()
         self._local = threading.local()
 
-        def run(items: list[Sequence[np.ndarray]]) -> list[np.ndarray]:
-            waves = [wave for item in items for wave in item]
-            vectors = model.embed_audio(waves)  # (sum of items' lengths, D), in one pass
-            bounds = np.cumsum([0, *(len(item) for item in items)])
-            return [vectors[a:b] for a, b in itertools.pairwise(bounds)]
+        def run(items: list[UploadAudio]) -> list[Analysis | Exception]:
+            try:
+                return list(analyse(model, captioner, items))
+            except Exception:
+                if len(items) == 1:
+                    raise
+                log.warning("a batch of %d uploads failed; each alone now", len(items))
+            return [_alone(model, captioner, item) for item in items]
 
-        self.batcher: MicroBatcher[Sequence[np.ndarray], np.ndarray] = MicroBatcher(
+        self.batcher: MicroBatcher[UploadAudio, Analysis | Exception] = MicroBatcher(
             run, max_batch=max(jobs, 1), max_wait_s=BATCH_WAIT_S, name="foley-upload-batch"
         )
 
-    def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        future = self.batcher.submit_async(list(waves))
+    def analyse(self, item: UploadAudio) -> Analysis:
+        future = self.batcher.submit_async(item)
         self.leave()
-        return future.result()
+        result = future.result()
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def leave(self) -> None:
         """This thread's job hands in no more audio."""
@@ -338,6 +430,15 @@ class SharedEmbedder:
         self.batcher.close()
 
 
+def _alone(
+    model: AudioEmbedder, captioner: Captioner | None, item: UploadAudio
+) -> Analysis | Exception:
+    try:
+        return analyse(model, captioner, [item])[0]
+    except Exception as exc:  # this upload's job fails with it; the others go on
+        return exc
+
+
 def ingest_uploads(
     catalog: Catalog,
     model: AudioEmbedder,
@@ -348,20 +449,20 @@ def ingest_uploads(
     lease_s: float,
     captioner: Captioner | None = None,
 ) -> dict[str, float]:
-    """Run several upload jobs together, their CLAP embeddings in one batch.
+    """Run several upload jobs together, their CLAP embeddings and captions in one batch.
 
     Every job keeps its own row, claim, lease, progress and outcome (`core.jobs.execute`,
     one thread each): a file that fails fails its own job only. Returns the jobs to send to
     the queue again, each with the seconds to wait (another attempt holds its lease, or a
     transient error)."""
-    shared = SharedEmbedder(model, len(job_ids))
+    shared = SharedAnalysis(model, captioner, len(job_ids))
 
     def one(job_id: str) -> float | None:
         try:
             execute(
                 catalog,
                 job_id,
-                lambda run: ingest_upload(catalog, shared, store, limits, run, captioner),
+                lambda run: _ingest_stored(catalog, model, store, limits, run, shared.analyse),
                 lease_s=lease_s,
             )
             return None

@@ -44,14 +44,12 @@ class SegmentFeatures:
     rms: float  # loudness of the segment's samples
 
 
-def segments(wave: np.ndarray, sample_rate: int, segment_s: float = SEGMENT_S) -> list[tuple]:
-    """Non-overlapping segments from the start: [(start_s, end_s, samples), ...]."""
+def segment_bounds(
+    samples: int, sample_rate: int, segment_s: float = SEGMENT_S
+) -> list[tuple[int, int]]:
+    """Non-overlapping segments from the start: [(first sample, end sample), ...]."""
     length = round(segment_s * sample_rate)
-    return [
-        (start / sample_rate, min(len(wave), start + length) / sample_rate,
-         wave[start : start + length])
-        for start in range(0, max(1, len(wave)), length)
-    ]  # fmt: skip
+    return [(start, min(samples, start + length)) for start in range(0, max(1, samples), length)]
 
 
 def window_frames(clap: ClapModel, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,30 +78,96 @@ def window_frames(clap: ClapModel, windows: np.ndarray) -> tuple[np.ndarray, np.
 def segment_features(clap: ClapModel, waves: Sequence[np.ndarray]) -> list[list[SegmentFeatures]]:
     """Each wave cut into 10 s segments -> per wave, per segment: frames, embedding, loudness.
     All windows of all waves go through CLAP together."""
-    from generative.clap.model import _check_wave, split_windows
+    from generative.clap.model import _check_wave
 
-    plan: list[tuple[int, float, float, float, list[float]]] = []
-    windows: list[np.ndarray] = []
+    plan = _WindowPlan(clap.window)
+    for i, raw in enumerate(waves):
+        plan.add_segments(i, _check_wave(raw, i), clap.sample_rate)
+    frames, embeddings = window_frames(clap, np.stack(plan.windows))
+    return plan.segment_features(frames, embeddings, len(waves))
+
+
+def embed_and_segment(
+    clap: ClapModel, waves: Sequence[np.ndarray]
+) -> tuple[np.ndarray, list[list[SegmentFeatures]]]:
+    """`clap.embed_audio(waves)` (bit for bit) and `segment_features(clap, waves)` from one
+    CLAP pass: a window both cut alike runs once, which is every window of a wave up to 10 s
+    (an upload needs its search embedding and its caption's frames)."""
+    from generative.clap.model import _check_wave, pool_windows
+
+    plan = _WindowPlan(clap.window)
+    rows, weights, owners = [], [], []
     for i, raw in enumerate(waves):
         wave = _check_wave(raw, i)
-        for start_s, end_s, piece in segments(wave, clap.sample_rate):
-            parts = split_windows(piece, clap.window)
-            windows += [w for w, _ in parts]
+        for start in range(0, len(wave), clap.window):  # as `ClapModel.embed_audio` cuts it
+            stop = min(start + clap.window, len(wave))
+            rows.append(plan.row(i, wave, start, stop))
+            weights.append((stop - start) / clap.window)
+            owners.append(i)
+        plan.add_segments(i, wave, clap.sample_rate)
+    if not plan.windows:
+        return np.zeros((0, clap.dim), dtype=np.float32), []
+    frames, embeddings = window_frames(clap, np.stack(plan.windows))
+    vectors = pool_windows(embeddings[rows], weights, owners, len(waves))
+    return vectors, plan.segment_features(frames, embeddings, len(waves))
+
+
+class _WindowPlan:
+    """The distinct CLAP windows to run once, and the segments made of them.
+
+    A window is the samples `wave[start:stop]` of one wave, filled to a full window by
+    repeating them (`fill_window`), so two cuts of the same samples share a row."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.windows: list[np.ndarray] = []
+        self._rows: dict[tuple[int, int, int], int] = {}
+        # (owner, start_s, end_s, rms, window rows, each window's share of real audio)
+        self.segments: list[tuple[int, float, float, float, list[int], list[float]]] = []
+
+    def row(self, owner: int, wave: np.ndarray, start: int, stop: int) -> int:
+        from generative.clap.model import fill_window
+
+        key = (owner, start, stop)
+        if key not in self._rows:
+            self._rows[key] = len(self.windows)
+            self.windows.append(fill_window(wave[start:stop], self.window))
+        return self._rows[key]
+
+    def add_segments(self, owner: int, wave: np.ndarray, sample_rate: int) -> None:
+        """The wave's 10 s segments, each cut into windows from its own start."""
+        for first, last in segment_bounds(len(wave), sample_rate):
+            rows, shares = [], []
+            for start in range(first, last, self.window):
+                stop = min(start + self.window, last)
+                rows.append(self.row(owner, wave, start, stop))
+                shares.append((stop - start) / self.window)
+            piece = wave[first:last]
             rms = float(np.sqrt(np.mean(np.square(piece, dtype=np.float64))))
-            plan.append((i, start_s, end_s, rms, [share for _, share in parts]))
-    frames, embeddings = window_frames(clap, np.stack(windows))
-    out: list[list[SegmentFeatures]] = [[] for _ in waves]
-    row = 0
-    for owner, start_s, end_s, rms, shares in plan:
+            self.segments.append(
+                (owner, first / sample_rate, last / sample_rate, rms, rows, shares)
+            )
+
+    def segment_features(
+        self, frames: np.ndarray, embeddings: np.ndarray, count: int
+    ) -> list[list[SegmentFeatures]]:
+        """Frames (W, F, C) and unit embeddings (W, D) of the windows -> per wave, per segment."""
+        out: list[list[SegmentFeatures]] = [[] for _ in range(count)]
         per_window = frames.shape[1]
-        kept = [frames[row + j, : max(1, math.ceil(per_window * s))] for j, s in enumerate(shares)]
-        pooled = (embeddings[row : row + len(shares)] * np.asarray(shares)[:, None]).sum(axis=0)
-        pooled /= max(float(np.linalg.norm(pooled)), 1e-12)
-        out[owner].append(
-            SegmentFeatures(start_s, end_s, np.concatenate(kept), pooled.astype(np.float32), rms)
-        )
-        row += len(shares)
-    return out
+        for owner, start_s, end_s, rms, rows, shares in self.segments:
+            kept = [
+                frames[r, : max(1, math.ceil(per_window * s))]
+                for r, s in zip(rows, shares, strict=True)
+            ]
+            # (n, D) * (n, 1), summed -> (D,)
+            pooled = (embeddings[rows] * np.asarray(shares)[:, None]).sum(axis=0)
+            pooled /= max(float(np.linalg.norm(pooled)), 1e-12)
+            out[owner].append(
+                SegmentFeatures(
+                    start_s, end_s, np.concatenate(kept), pooled.astype(np.float32), rms
+                )
+            )
+        return out
 
 
 # --- the corpus cache ----------------------------------------------------------------------

@@ -50,6 +50,7 @@ from generative.captioner.tokenizer import (
 from generative.errors import ModelLoadError
 
 if TYPE_CHECKING:
+    from generative.captioner.features import SegmentFeatures
     from generative.clap.model import ClapModel
 
 BATCH_SIZE = 16
@@ -129,13 +130,35 @@ class Captioner:
     ) -> list[CaptionResult]:
         """Caption, tag and segment each wave (mono float at the CLAP's sample rate)."""
         # 1. inputs
-        metadata = list(metadata) if metadata is not None else [None] * len(waves)
-        if len(metadata) != len(waves):
-            raise ValueError(f"{len(waves)} waves but {len(metadata)} metadata entries")
+        metadata = _metadata_for(waves, metadata)
         if not waves:
             return []
         # 2. CLAP frames per 10 s segment
-        per_wave = segment_features(self.clap, waves)
+        return self.caption_segments(segment_features(self.clap, waves), metadata, num_beams)
+
+    def embed_and_caption(
+        self,
+        waves: Sequence[np.ndarray],
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        num_beams: int | None = None,
+    ) -> tuple[np.ndarray, list[CaptionResult]]:
+        """`self.clap.embed_audio(waves)` (N, D) and `caption(waves, metadata)` from one CLAP
+        pass (`features.embed_and_segment`): what an upload needs for search and words."""
+        from generative.captioner.features import embed_and_segment
+
+        metadata = _metadata_for(waves, metadata)
+        if not waves:
+            return np.zeros((0, self.clap.dim), dtype=np.float32), []
+        embeddings, per_wave = embed_and_segment(self.clap, waves)
+        return embeddings, self.caption_segments(per_wave, metadata, num_beams)
+
+    def caption_segments(
+        self,
+        per_wave: Sequence[Sequence[SegmentFeatures]],
+        metadata: Sequence[Mapping[str, Any] | None],
+        num_beams: int | None = None,
+    ) -> list[CaptionResult]:
+        """Steps 3 to 5 of `caption`, from each wave's segment features."""
         flat = [(i, seg) for i, segs in enumerate(per_wave) for seg in segs]
         # 3. a caption per segment
         texts = self.caption_features(
@@ -248,6 +271,17 @@ class Captioner:
                                           similar[:k_con]))  # fmt: skip
                     at += len(found)
         return out
+
+
+def _metadata_for(
+    waves: Sequence[np.ndarray], metadata: Sequence[Mapping[str, Any] | None] | None
+) -> list[Mapping[str, Any] | None]:
+    out: list[Mapping[str, Any] | None] = (
+        [None] * len(waves) if metadata is None else list(metadata)
+    )
+    if len(out) != len(waves):
+        raise ValueError(f"{len(waves)} waves but {len(out)} metadata entries")
+    return out
 
 
 def _digest(path: Path) -> str:

@@ -131,10 +131,7 @@ class ClapModel:
         if not windows:
             return np.zeros((0, self.dim), dtype=np.float32)
         per_window = self.embed_windows(np.stack(windows))  # (W, D)
-        pooled = np.zeros((len(waves), self.dim), dtype=np.float64)
-        np.add.at(pooled, np.asarray(owners), per_window * np.asarray(weights)[:, None])
-        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
-        return pooled.astype(np.float32)
+        return pool_windows(per_window, weights, owners, len(waves))
 
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """(W, window) float32 -> (W, D) unit vectors, one per window, in full batches of
@@ -156,6 +153,19 @@ class ClapModel:
                 feats = F.normalize(feats[: len(chunk)].float(), dim=-1)
                 out[start : start + len(chunk)] = feats.cpu().numpy()
         return out
+
+
+def pool_windows(
+    per_window: np.ndarray, weights: Sequence[float], owners: Sequence[int], count: int
+) -> np.ndarray:
+    """Windows' unit vectors (W, D) -> (count, D) unit vectors: each owner's windows averaged,
+    weighted by the share of real audio each holds. Every file embedding is pooled here, so
+    the same windows give the same bits whichever path embedded them."""
+    pooled = np.zeros((count, per_window.shape[1]), dtype=np.float64)
+    # (W, D) * (W, 1), summed per owner -> (count, D)
+    np.add.at(pooled, np.asarray(owners), per_window * np.asarray(weights)[:, None])
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    return pooled.astype(np.float32)
 
 
 def _audio_autocast(device: str) -> Any:

@@ -79,3 +79,48 @@ def test_jobs_keep_json_results(catalog: Catalog) -> None:
         job = session.get(Job, "j1")
         assert job is not None and job.status == "queued" and job.progress == 0.0
         assert job.params == {"library": 1} and job.result is None
+
+
+def test_sqlite_writers_in_one_process_take_turns(tmp_path) -> None:  # noqa: ANN001
+    """Concurrent writing threads hand the write lock over; reads never take it, and it is
+    given back however a transaction ends."""
+    import threading
+
+    from sqlalchemy import update
+
+    from core.db import SQLiteWriterLock
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}")
+    lock = SQLiteWriterLock()
+    lock.attach(catalog.engine)
+    try:
+        with catalog.session() as session:
+            session.add(make_sound("a" * 64))
+            session.flush()
+            assert lock.held
+        assert not lock.held
+        with catalog.session() as session:
+            session.scalar(select(func.count()).select_from(Sound))
+            assert not lock.held  # a read does not take it
+        with pytest.raises(IntegrityError), catalog.session() as session:
+            session.add(make_sound("a" * 64))  # the same hash again
+        assert not lock.held  # rolled back
+
+        errors: list[BaseException] = []
+
+        def writer(n: int) -> None:
+            try:
+                for i in range(20):
+                    with catalog.session() as session:
+                        session.execute(update(Sound).values(title=f"{n}-{i}"))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and not lock.held
+    finally:
+        catalog.dispose()

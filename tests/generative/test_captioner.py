@@ -209,3 +209,43 @@ def test_training_run_writes_a_loadable_checkpoint(tiny_clap_dir: Path, tmp_path
         assert isinstance(clip_words["caption"], str) and 3 <= len(clip_words["tags"]) <= 4
     with pytest.raises(ValueError, match="no clips"):
         split_words(tmp_path / "corpus", loaded, "ood-real", threads=1)
+
+
+def _clap_with_window(window_s: float):  # noqa: ANN202 - ClapModel imports torch
+    """A tiny random CLAP whose windows do not divide the captioner's 10 s segments."""
+    from generative.clap.config import tiny_clap_config
+    from generative.clap.model import ClapModel, build_random_clap
+
+    config = tiny_clap_config()
+    config["audio_cfg"]["clip_samples"] = round(window_s * config["audio_cfg"]["sample_rate"])
+    return ClapModel.from_module(build_random_clap(config, seed=0), config, "clap-test:3s")
+
+
+@pytest.mark.parametrize("window_s", [1.0, 3.0])
+def test_one_clap_pass_gives_the_search_embedding_and_the_same_captions(
+    tiny_clap,  # noqa: ANN001
+    window_s: float,
+) -> None:
+    from generative.captioner.features import embed_and_segment, segment_features
+
+    clap = tiny_clap if window_s == 1.0 else _clap_with_window(window_s)
+    captioner = build_random_captioner(clap, seed=0)
+    # Shorter than a window, a few windows, and long files whose segments cut windows of
+    # their own (at 3 s: 9-10 s, then 10-13 s...) beside those of the whole file.
+    waves = [tone(0, 0.4), tone(1, 5.0), np.concatenate([tone(2, 10.0), tone(3, 15.0)]),
+             tone(4, 13.0)]  # fmt: skip
+    meta = [{"title": "Dog bark"}, None, {"title": "kettle"}, {"file_name": "rain.wav"}]
+
+    vectors, per_wave = embed_and_segment(clap, waves)
+    assert np.array_equal(vectors, clap.embed_audio(waves))  # bit for bit: one embedding
+    for one_pass, alone in zip(per_wave, segment_features(clap, waves), strict=True):
+        assert [(s.start_s, s.end_s, s.rms) for s in one_pass] == [
+            (s.start_s, s.end_s, s.rms) for s in alone
+        ]
+        for a, b in zip(one_pass, alone, strict=True):
+            assert np.array_equal(a.frames, b.frames) and np.array_equal(a.embedding, b.embedding)
+    embeddings, results = captioner.embed_and_caption(waves, meta)
+    assert np.array_equal(embeddings, vectors)
+    assert results == captioner.caption(waves, meta)
+    empty, none = captioner.embed_and_caption([], [])
+    assert empty.shape == (0, clap.dim) and none == []

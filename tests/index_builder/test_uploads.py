@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile as sf
 from sqlalchemy import func, select
 
@@ -155,3 +156,102 @@ def test_uploads_in_one_batch_keep_a_status_each_and_a_bad_file_loses_nothing(
             assert isinstance(decoded, Decoded)
             alone = tiny_clap.embed_audio([decoded.wave])[0]
             np.testing.assert_allclose(row.as_array(), alone, atol=1e-6)
+
+
+def test_a_batch_of_uploads_is_embedded_and_captioned_in_one_pass(
+    catalog: Catalog, tiny_clap: Any, tmp_path: Path
+) -> None:
+    """With the captioner model, each upload of a batch gets its caption and tags in its own
+    job, and the embedding a library scan would give it, bit for bit."""
+    from index_builder.embed import Decoded, decode_for
+    from index_builder.uploads import ingest_uploads
+    from tests.captioners import tiny_model_captioner
+
+    captioner = tiny_model_captioner(tiny_clap)
+    store = FileStore(tmp_path / "store")
+    files = {f"Bell_{kind}.flac": flac_bytes(kind, seconds=1.0 + kind / 4) for kind in (1, 2, 3)}
+    jobs = [receive_upload(catalog, store, LIMITS, n, io.BytesIO(d)) for n, d in files.items()]
+
+    resend = ingest_uploads(
+        catalog, tiny_clap, store, LIMITS, [j.id for j in jobs], lease_s=30, captioner=captioner
+    )
+
+    assert resend == {}
+    with catalog.session() as session:
+        for job in jobs:
+            done = session.get(Job, job.id)
+            assert done is not None and done.status == "succeeded", done and done.error
+            assert done.result is not None and done.result["caption"]
+            sound = session.get(Sound, done.result["sound_id"])
+            assert sound is not None and sound.caption_model == captioner.model_id
+            assert len(sound.tags) >= 3 and sound.caption_segments
+            name = job.params["filename"]
+            decoded = decode_for(tiny_clap, files[name], name, LIMITS)
+            assert isinstance(decoded, Decoded)
+            row = session.scalar(select(Embedding).where(Embedding.sound_id == sound.id))
+            assert row is not None
+            assert np.array_equal(row.as_array(), tiny_clap.embed_audio([decoded.wave])[0])
+
+
+def _fails_on_broken(kind: str, clap: Any) -> Any:
+    """A captioner that raises whenever a file titled "Broken" is among those it captions:
+    the scripted one, or the captioner model (whose one-pass path then fails too)."""
+    from tests.captioners import ScriptedCaptioner, tiny_model_captioner
+
+    def broken(metadata: Any) -> bool:
+        return any("Broken" in (meta or {}).get("title", "") for meta in metadata)
+
+    if kind == "scripted":
+
+        class Scripted(ScriptedCaptioner):
+            def caption(self, waves, metadata):  # noqa: ANN001, ANN202
+                if broken(metadata):
+                    raise RuntimeError("the captioner cannot read this one")
+                return super().caption(waves, metadata)
+
+        return Scripted()
+    real = tiny_model_captioner(clap)
+
+    class Model(type(real)):  # type: ignore[misc]
+        def caption_segments(self, per_wave, metadata, num_beams=None):  # noqa: ANN001, ANN202
+            if broken(metadata):
+                raise RuntimeError("the captioner cannot read this one")
+            return super().caption_segments(per_wave, metadata, num_beams)
+
+    model = Model.__new__(Model)
+    model.__dict__.update(real.__dict__)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["scripted", "model"])
+def test_a_captioner_failing_on_one_upload_leaves_only_that_one_uncaptioned(
+    catalog: Catalog, tiny_clap: Any, tmp_path: Path, kind: str
+) -> None:
+    from index_builder.uploads import ingest_uploads
+
+    captioner = _fails_on_broken(kind, tiny_clap)
+    store = FileStore(tmp_path / "store")
+    files = {
+        "Kettle.flac": flac_bytes(21),
+        "Broken.flac": flac_bytes(22),
+        "Door.flac": flac_bytes(23),
+    }
+    jobs = [receive_upload(catalog, store, LIMITS, n, io.BytesIO(d)) for n, d in files.items()]
+
+    resend = ingest_uploads(
+        catalog, tiny_clap, store, LIMITS, [j.id for j in jobs], lease_s=30, captioner=captioner
+    )
+
+    assert resend == {}
+    with catalog.session() as session:
+        results = {j.params["filename"]: session.get(Job, j.id) for j in jobs}
+    assert {name: job.status for name, job in results.items() if job} == dict.fromkeys(
+        files, "succeeded"
+    )
+    captions = {name: job.result["caption"] for name, job in results.items() if job and job.result}
+    assert captions["Broken.flac"] is None  # written, found by its audio and title
+    if kind == "scripted":
+        assert captions["Kettle.flac"] == "a whistling kettle, filed as Kettle"
+        assert captions["Door.flac"] == "a whistling kettle, filed as Door"
+    assert captions["Kettle.flac"] and captions["Door.flac"]
+    assert count(catalog, Sound) == 3 and len(stored_files(store)) == 3
