@@ -44,7 +44,7 @@ METRICS = ("CIDEr-D", "BLEU-4", "ROUGE-L", "METEOR")
 VARIANTS = (("meta", "AutoCap, with metadata"), ("none", "AutoCap, no metadata"),
             ("meaningless", "AutoCap, meaningless title"))  # fmt: skip
 # The ablation row: no metadata and no similar clips' captions, audio alone.
-AUDIO_ONLY = ("audio", "AutoCap, audio alone (no metadata, no similar captions)")
+AUDIO_ONLY = ("audio", "AutoCap, no metadata, no caption bank")
 BEAMS = (1, 2, 3)
 MAX_CLIPS = 500
 
@@ -140,7 +140,8 @@ def evaluate_split(
 
     rows: dict[str, Any] = {}
     examples: dict[str, list[str]] = {}
-    variants = [*VARIANTS, AUDIO_ONLY] if captioner.config.neighbours else VARIANTS
+    reads_bank = captioner.config.neighbours or captioner.config.consensus_k
+    variants = [*VARIANTS, AUDIO_ONLY] if reads_bank else VARIANTS
     for variant, _ in variants:
         examples[variant] = generate(captioner, frames, clips, variant)
         rows[variant] = score(examples[variant])
