@@ -175,15 +175,23 @@ class AutoCap(nn.Module):
         return self.bart(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
 
     @torch.no_grad()
-    def logprob(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B,) mean log-probability per token of each row of `batch["labels"]` (<s> ... </s>,
-        padding -100), teacher-forced."""
+    def logprob(
+        self, batch: dict[str, torch.Tensor], labels: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        """(R,) mean log-probability per token of each row of `labels` (R, L) (<s> ... </s>,
+        padding -100) given batch item `rows[r]`, teacher-forced; the encoder runs once per
+        item, however many rows it has."""
+        from transformers.modeling_outputs import BaseModelOutput
+
         embeds, mask = self.encoder_inputs(
             batch["frames"], batch["frame_mask"], batch["clap"], batch["meta_ids"],
             batch["meta_mask"],
         )  # fmt: skip
-        labels = batch["labels"][:, 1:].contiguous()  # (B, L - 1)
-        logits = self.bart(inputs_embeds=embeds, attention_mask=mask, labels=labels).logits
+        hidden = self.bart.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
+        encoded = BaseModelOutput(last_hidden_state=hidden.last_hidden_state[rows])  # (R, S, d)
+        labels = labels[:, 1:].contiguous()  # (R, L - 1)
+        logits = self.bart(encoder_outputs=encoded, attention_mask=mask[rows],
+                           labels=labels).logits  # fmt: skip
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L - 1, V)
         real = labels != -100
         picked = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0] * real

@@ -261,9 +261,12 @@ class Captioner:
                 rows = [i for i, found in enumerate(texts_of) for _ in found]
                 labels = [self.tokenizer.encode_caption(t, config.max_caption_tokens)
                           for found in texts_of for t in found]  # fmt: skip
-                scored = collate([chunk[i] for i in rows], clap[start:end][rows],
-                                 [meta[i] for i in rows], labels, config)  # fmt: skip
-                logprob = self.model.logprob({k: v.to(device) for k, v in scored.items()})
+                padded = torch.full((len(labels), max(map(len, labels))), -100, dtype=torch.long)
+                for r, ids_r in enumerate(labels):
+                    padded[r, : len(ids_r)] = torch.as_tensor(ids_r)
+                on_device = {k: v.to(device) for k, v in batch.items()}
+                owners = torch.as_tensor(rows).to(device)
+                logprob = self.model.logprob(on_device, padded.to(device), owners)
                 logprob_list = logprob.float().cpu().tolist()
                 at = 0
                 for found, similar in zip(texts_of, near, strict=True):
