@@ -137,7 +137,7 @@ def _rank(
     not caught up yet) is left out."""
     reranker = text_reranker(foley)[0] if rerank else None
     with foley.lock:
-        hits = foley.index.search(vector, top_n(reranker, k), flt)
+        hits = foley.index.search(vector, top_n(reranker, k), flt, with_payload=False)
     ids = [hit.id for hit in hits]
     vectors: dict[int, np.ndarray] = {}
     present: set[int] = set()
