@@ -20,11 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TypeVar
 
-from search.results import SoundResult
+from search.results import Ranked, SoundResult
 
 RRF_K = 60
 FUSION_DEPTH = 64
+
+# Fusion needs ids and first-stage scores only: the pipeline fuses `Ranked` entries and reads
+# the catalog rows of the k it returns; `SoundResult` lists fuse the same way.
+R = TypeVar("R", Ranked, SoundResult)
 
 
 def rrf_scores(*rankings: Sequence[int], k: int = RRF_K) -> dict[int, float]:
@@ -37,28 +42,28 @@ def rrf_scores(*rankings: Sequence[int], k: int = RRF_K) -> dict[int, float]:
 
 
 def reciprocal_rank_fusion(
-    by_audio: Sequence[SoundResult], by_words: Sequence[SoundResult], k: int = RRF_K
-) -> list[SoundResult]:
+    by_audio: Sequence[R], by_words: Sequence[R], k: int = RRF_K, limit: int | None = None
+) -> list[R]:
     """The two lists fused, best first; ties go to the better CLAP rank, then the lower id.
 
     Each result keeps its `clap_score` and `words_score` and gains its rank in each list;
-    `score` becomes the fused score.
+    `score` becomes the fused score. `limit`: only the best this many are built.
     """
     audio_rank = {r.id: rank for rank, r in enumerate(by_audio, 1)}
     words_rank = {r.id: rank for rank, r in enumerate(by_words, 1)}
     scores = rrf_scores([r.id for r in by_audio], [r.id for r in by_words], k=k)
-    merged: dict[int, SoundResult] = {r.id: r for r in by_words}
+    unranked = len(by_audio) + 1
+    order = sorted(scores, key=lambda i: (-scores[i], audio_rank.get(i, unranked), i))
+    merged: dict[int, R] = {r.id: r for r in by_words}
     words_scores = {r.id: r.words_score for r in by_words}
-    merged.update({r.id: r for r in by_audio})
-    fused = [
+    merged.update((r.id, r) for r in by_audio)
+    return [
         replace(
-            result,
+            merged[sound_id],
             score=scores[sound_id],
             words_score=words_scores.get(sound_id),
             audio_rank=audio_rank.get(sound_id),
             words_rank=words_rank.get(sound_id),
         )
-        for sound_id, result in merged.items()
+        for sound_id in order[:limit]
     ]
-    unranked = len(by_audio) + 1
-    return sorted(fused, key=lambda r: (-r.score, r.audio_rank or unranked, r.id))

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.audio import decode
@@ -20,7 +20,7 @@ from core.vector_index import SearchFilter
 from core.words import words_search
 from search.fusion import FUSION_DEPTH, reciprocal_rank_fusion
 from search.rerank import rerank_results, text_reranker, top_n
-from search.results import SoundResult
+from search.results import Ranked, SoundResult
 from search.service import Foley
 
 MAX_K = 200
@@ -71,10 +71,10 @@ def search_text(
     vector = foley.models.embed_text(query)  # micro-batched with concurrent queries
     if mode is SearchMode.audio:
         return search_vector(foley, vector, k, flt, rerank=rerank)
+    # Both lists are ranked on ids and scores; only the k fused winners' rows are read.
     depth = max(k, FUSION_DEPTH)
-    by_audio = search_vector(foley, vector, depth, flt, rerank=rerank)
-    by_words = search_words(foley, query, depth, flt)
-    return reciprocal_rank_fusion(by_audio, by_words)[:k]
+    by_audio, by_words = _rank(foley, vector, depth, flt, rerank, words_query=query)
+    return _with_sounds(foley, reciprocal_rank_fusion(by_audio, by_words, limit=k))
 
 
 def search_words(
@@ -82,13 +82,8 @@ def search_words(
 ) -> list[SoundResult]:
     """Sounds whose title, tags or caption hold the query's words, best first (no CLAP)."""
     with foley.catalog.session() as session:
-        ranked = words_search(session, query, k, flt)
-        sounds = _sounds(session, [sound_id for sound_id, _ in ranked])
-        return [
-            _result(sounds[sound_id], score, words_score=score)
-            for sound_id, score in ranked
-            if sound_id in sounds
-        ]
+        ranked = _rank_by_words(session, query, k, flt)
+        return _results(session, ranked)
 
 
 def search_audio(
@@ -124,47 +119,122 @@ def search_like_sound(
 def search_vector(
     foley: Foley, vector: np.ndarray, k: int, flt: SearchFilter | None = None, rerank: bool = False
 ) -> list[SoundResult]:
+    """The sounds nearest to a CLAP vector, best first; DiffATR reranks them with `rerank`."""
+    by_audio, _ = _rank(foley, vector, k, flt, rerank)
+    return _with_sounds(foley, by_audio[:k])
+
+
+def _rank(
+    foley: Foley,
+    vector: np.ndarray,
+    k: int,
+    flt: SearchFilter | None,
+    rerank: bool,
+    words_query: str | None = None,
+) -> tuple[list[Ranked], list[Ranked]]:
+    """The CLAP top N (reranked when asked), and with `words_query` the words list to depth k,
+    both read in one catalog session. A hit the catalog no longer has (deleted, the syncer
+    not caught up yet) is left out."""
     reranker = text_reranker(foley)[0] if rerank else None
     with foley.lock:
-        hits = foley.index.search(vector, top_n(reranker, k), flt)
-    if not hits:
+        hits = foley.index.search(vector, top_n(reranker, k), flt, with_payload=False)
+    ids = [hit.id for hit in hits]
+    vectors: dict[int, np.ndarray] = {}
+    present: set[int] = set()
+    by_words: list[Ranked] = []
+    if ids or words_query is not None:
+        with foley.catalog.session() as session:
+            if ids and reranker is None:
+                present = set(session.scalars(_PRESENT, {"ids": ids}))
+            elif ids:
+                vectors, present = _vectors_of_present(session, foley.clap.model_id, ids)
+            if words_query is not None:
+                by_words = _rank_by_words(session, words_query, k, flt)
+    by_audio = [
+        Ranked(hit.id, float(hit.score), clap_score=float(hit.score))
+        for hit in hits
+        if hit.id in present
+    ]
+    if reranker is not None and by_audio:
+        by_audio = rerank_results(foley, reranker, vector, by_audio, vectors)
+    return by_audio[:k], by_words
+
+
+def _vectors_of_present(
+    session: Session, model_id: str, ids: Sequence[int]
+) -> tuple[dict[int, np.ndarray], set[int]]:
+    """The catalog vectors of these sounds under `model_id`, and which of them the catalog
+    still has (with a vector or without: one being re-embedded), in one query."""
+    rows = session.execute(_VECTORS_OF_PRESENT, {"ids": list(ids), "model_id": model_id})
+    vectors, present = {}, set()
+    for sound_id, vector in rows:
+        present.add(sound_id)
+        if vector is not None:
+            vectors[sound_id] = np.frombuffer(vector, dtype=np.float32)
+    return vectors, present
+
+
+def _rank_by_words(session: Session, query: str, k: int, flt: SearchFilter | None) -> list[Ranked]:
+    return [
+        Ranked(sound_id, score, words_score=score)
+        for sound_id, score in words_search(session, query, k, flt)
+    ]
+
+
+# A search runs these for every request: built once, with the ids as one expanding parameter
+# (building a statement per request cost more CPU than SQLite spent running it). Table columns,
+# not ORM attributes: rows come back as plain tuples, with no identity map.
+_SOUNDS = Sound.__table__
+_EMBEDDINGS = Embedding.__table__
+_PRESENT = select(_SOUNDS.c.id).where(_SOUNDS.c.id.in_(bindparam("ids", expanding=True)))
+_VECTORS_OF_PRESENT = (
+    select(_SOUNDS.c.id, _EMBEDDINGS.c.vector)
+    .select_from(
+        _SOUNDS.outerjoin(
+            _EMBEDDINGS,
+            (_EMBEDDINGS.c.sound_id == _SOUNDS.c.id)
+            & (_EMBEDDINGS.c.model_id == bindparam("model_id")),
+        )
+    )
+    .where(_SOUNDS.c.id.in_(bindparam("ids", expanding=True)))
+)
+# The columns a result shows (not the timestamps or per-segment captions).
+_RESULT_ROWS = select(
+    *(
+        _SOUNDS.c[name]
+        for name in ("id", "title", "duration", "tags", "source", "caption", "format")
+    )
+).where(_SOUNDS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _with_sounds(foley: Foley, ranked: Sequence[Ranked]) -> list[SoundResult]:
+    if not ranked:
         return []
     with foley.catalog.session() as session:
-        sounds = _sounds(session, [h.id for h in hits])
-        # A hit deleted in the catalog (the syncer has not caught up yet) is left out.
-        results = [
-            _result(sounds[hit.id], float(hit.score), clap_score=float(hit.score))
-            for hit in hits
-            if hit.id in sounds
-        ]
-    if reranker is not None:
-        results = rerank_results(foley, reranker, vector, results)
-    return results[:k]
+        return _results(session, ranked)
 
 
-def _sounds(session: Session, ids: Sequence[int]) -> dict[int, Sound]:
-    if not ids:
-        return {}
-    return {s.id: s for s in session.scalars(select(Sound).where(Sound.id.in_(list(ids))))}
-
-
-def _result(
-    sound: Sound,
-    score: float,
-    *,
-    clap_score: float | None = None,
-    words_score: float | None = None,
-) -> SoundResult:
-    return SoundResult(
-        id=sound.id,
-        score=score,
-        title=sound.title,
-        duration=sound.duration,
-        tags=list(sound.tags),
-        source=sound.source,
-        caption=sound.caption,
-        format=sound.format,
-        audio_url=f"/api/sounds/{sound.id}/audio",
-        clap_score=clap_score,
-        words_score=words_score,
-    )
+def _results(session: Session, ranked: Sequence[Ranked]) -> list[SoundResult]:
+    """The ranked sounds with their catalog rows, in order; one deleted meanwhile is left out."""
+    if not ranked:
+        return []
+    rows = {row.id: row for row in session.execute(_RESULT_ROWS, {"ids": [r.id for r in ranked]})}
+    return [
+        SoundResult(
+            id=r.id,
+            score=r.score,
+            title=row.title,
+            duration=row.duration,
+            tags=list(row.tags),
+            source=row.source,
+            caption=row.caption,
+            format=row.format,
+            audio_url=f"/api/sounds/{r.id}/audio",
+            clap_score=r.clap_score,
+            words_score=r.words_score,
+            audio_rank=r.audio_rank,
+            words_rank=r.words_rank,
+        )
+        for r in ranked
+        if (row := rows.get(r.id)) is not None
+    ]

@@ -5,6 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """A sound's place in a ranking, before its catalog row is read: ranking, reranking and
+    fusion work on these, and only the k that are returned become `SoundResult`s."""
+
+    id: int
+    score: float
+    clap_score: float | None = None
+    words_score: float | None = None
+    audio_rank: int | None = None
+    words_rank: int | None = None
+
+
 @dataclass
 class SoundResult:
     id: int

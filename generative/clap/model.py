@@ -104,8 +104,15 @@ class ClapModel:
     def __repr__(self) -> str:
         return f"ClapModel({self.model_id!r}, dim={self.dim}, sample_rate={self.sample_rate})"
 
-    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        """(N,) captions or queries -> (N, D) float32, unit length."""
+    def embed_text(self, texts: Sequence[str], *, fill: bool = True) -> np.ndarray:
+        """(N,) captions or queries -> (N, D) float32, unit length.
+
+        `fill`: every chunk runs as a full batch (empty texts fill the last), because CPU
+        kernels round differently for other batch shapes: a text's vector is then the same in
+        any company (bit for bit with one torch thread). False: only the given texts run, which
+        for a few texts costs a fraction of a full batch; vectors then agree to rounding
+        (about 1e-7) across batch shapes.
+        """
         import torch
         import torch.nn.functional as F
 
@@ -113,8 +120,7 @@ class ClapModel:
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 chunk = [str(t) for t in texts[start : start + self.batch_size]]
-                # Always a full batch: CPU kernels round differently for other batch shapes.
-                padded = chunk + [""] * (self.batch_size - len(chunk))
+                padded = chunk + [""] * (self.batch_size - len(chunk)) if fill else chunk
                 feats = self.module.encode_text(self._tokenize(padded), self.device)  # type: ignore[operator]
                 feats = F.normalize(feats[: len(chunk)].float(), dim=-1)
                 out[start : start + len(chunk)] = feats.cpu().numpy()

@@ -1,4 +1,8 @@
-"""Typed dependencies: what a route needs, handed to it by FastAPI."""
+"""Typed dependencies: what a route needs, handed to it by FastAPI.
+
+Those that only read app state are `async def`: FastAPI runs a plain `def` dependency in its
+thread pool, a round trip between threads on every request for nothing that blocks.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from core.store import FileStore
 from search.service import Foley
 
 
-def get_foley(request: Request) -> Foley:
+async def get_foley(request: Request) -> Foley:
     foley: Foley = request.app.state.foley
     return foley
 
@@ -29,7 +33,7 @@ def get_session(foley: FoleyDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_queue(request: Request) -> JobQueue:
+async def get_queue(request: Request) -> JobQueue:
     queue: JobQueue = request.app.state.queue
     return queue
 
@@ -37,7 +41,7 @@ def get_queue(request: Request) -> JobQueue:
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 
 
-def get_store(foley: FoleyDep) -> FileStore:
+async def get_store(foley: FoleyDep) -> FileStore:
     return FileStore(foley.settings.store_path)
 
 

@@ -17,6 +17,7 @@ import math
 import time
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
@@ -87,10 +88,17 @@ def client_identity(request: Request, settings: Settings, key: str | None) -> st
 
 
 def _limit(budget: Budget):  # noqa: ANN202 - a FastAPI dependency factory
-    def check(request: Request, header: HeaderKey, token: BearerKey) -> None:
+    # `async def`: counting in memory takes microseconds, and a plain `def` dependency would
+    # cost every request a round trip through the thread pool. Only Redis leaves the loop.
+    async def check(request: Request, header: HeaderKey, token: BearerKey) -> None:
         limits: RateLimits = request.app.state.rate_limits
+        if not limits.limits.get(budget):
+            return  # no limit on this budget: nothing to count
         client = client_identity(request, limits.settings, presented_key(header, token))
-        wait = limits.retry_after(budget, client)
+        if isinstance(limits.storage, MemoryStorage):
+            wait = limits.retry_after(budget, client)
+        else:
+            wait = await run_in_threadpool(limits.retry_after, budget, client)
         if wait is not None:
             raise HTTPException(
                 429,

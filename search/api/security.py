@@ -49,14 +49,15 @@ def presented_key(header: str | None, token: HTTPAuthorizationCredentials | None
     return token.credentials if token is not None else None
 
 
-def require_write_key(foley: FoleyDep, header: HeaderKey, token: BearerKey) -> None:
+async def require_write_key(foley: FoleyDep, header: HeaderKey, token: BearerKey) -> None:
     check_key(foley.settings, presented_key(header, token))
 
 
-def require_read_key(foley: FoleyDep, header: HeaderKey, token: BearerKey) -> None:
+async def require_read_key(foley: FoleyDep, header: HeaderKey, token: BearerKey) -> None:
     if foley.settings.read_requires_key:
         check_key(foley.settings, presented_key(header, token))
 
 
+# Both are `async def` (a comparison of a few strings): no trip through the thread pool.
 WriteAccess = Depends(require_write_key)
 ReadAccess = Depends(require_read_key)

@@ -64,6 +64,13 @@ def test_exact_vector_is_found_first(index: VectorIndex) -> None:
     assert hits[0].payload == points[4].payload
     assert hits[0].score >= hits[1].score >= hits[2].score
     assert index.count() == 12
+    # Without payloads: the same hits, nothing converted (the search pipeline's way).
+    bare = index.search(points[4].vector * 3.0, k=3, with_payload=False)
+    assert [(h.id, h.score) for h in bare] == [(h.id, h.score) for h in hits]
+    assert all(h.payload == {} for h in bare)
+    filtered = index.search(points[4].vector, k=3, flt=SearchFilter(tags=("even",)),
+                            with_payload=False)  # fmt: skip
+    assert filtered and all(h.id % 2 == 0 for h in filtered)
 
 
 def test_upsert_twice_replaces_in_place(index: VectorIndex) -> None:

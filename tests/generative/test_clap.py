@@ -123,6 +123,12 @@ def test_text_embedding(tiny_clap: ClapModel) -> None:
     assert np.array_equal(vectors[0], vectors[2])
     assert not np.allclose(vectors[0], vectors[1])
     assert np.array_equal(vectors[1], tiny_clap.embed_text(["rain on a tin roof"])[0])
+    # Without filler rows (search's micro-batches) the same vectors, to rounding.
+    unfilled = tiny_clap.embed_text(texts, fill=False)
+    assert unfilled.shape == (3, 32)
+    np.testing.assert_allclose(unfilled, vectors, atol=1e-6)
+    alone = tiny_clap.embed_text(["rain on a tin roof"], fill=False)[0]
+    np.testing.assert_allclose(alone, vectors[1], atol=1e-6)
     # A caption longer than the context still ends in its end-of-text token.
     long = tiny_clap.embed_text(["wind " * 100, "wind " * 120])
     assert np.isfinite(long).all()

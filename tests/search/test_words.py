@@ -14,7 +14,7 @@ from core.catalog import Location, Sound
 from core.config import Settings
 from search.api.main import create_app
 from search.fusion import reciprocal_rank_fusion, rrf_scores
-from search.results import SoundResult
+from search.results import Ranked, SoundResult
 from search.service import Foley
 from tests.search.conftest import open_indexed
 
@@ -35,6 +35,16 @@ def test_rank_fusion_on_a_known_example() -> None:
     assert (fused[0].audio_rank, fused[0].words_rank) == (3, 1)
     assert (fused[0].clap_score, fused[0].words_score) == (0.7, 5.0)
     assert (fused[3].audio_rank, fused[3].words_rank, fused[3].clap_score) == (None, 2, None)
+    # A limit builds only the best; ids and scores alone (the pipeline's) fuse the same way.
+    assert reciprocal_rank_fusion(audio, words, limit=2) == fused[:2]
+    ranked = reciprocal_rank_fusion(
+        [Ranked(r.id, r.score, clap_score=r.clap_score) for r in audio],
+        [Ranked(r.id, r.score, words_score=r.words_score) for r in words],
+    )
+    assert [(r.id, r.score, r.audio_rank, r.words_rank, r.clap_score, r.words_score)
+            for r in ranked] == [
+        (r.id, r.score, r.audio_rank, r.words_rank, r.clap_score, r.words_score) for r in fused
+    ]  # fmt: skip
     # Agreement beats a lone first place: 20th in both lists outranks 1st in one.
     scores = rrf_scores(list(range(1, 21)), list(range(100, 119)) + [20])
     assert scores[20] == pytest.approx(2 / 80) and scores[20] > scores[1] == scores[100]
