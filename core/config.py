@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     clap_text_model: str = "roberta"
     clap_enable_fusion: bool = False
     clap_batch_size: int = 16
+    # A text search answers `missing: true` when its best CLAP cosine is below this; unset:
+    # the threshold calibrated for the running CLAP (`missing.json` in its checkpoint folder).
+    missing_threshold: float | None = None
     # DiffATR reranker checkpoint folder; search runs without reranking when it is missing.
     diffatr_checkpoint: Path = DEFAULT_MODELS_DIR / "diffatr"
     # AutoCap captioner checkpoint folder; uploads are not captioned when it is missing.

@@ -251,7 +251,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from core.vector_index import IndexLockedError, SearchFilter
-    from search.pipeline import search_text
+    from search.pipeline import find_text
     from search.service import Foley
 
     flt = SearchFilter(args.min_duration, args.max_duration, args.source, tuple(args.tag or ()))
@@ -261,7 +261,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         return _search_remote(args, settings)
     try:
         foley.sync()
-        results = search_text(foley, args.query, args.k, flt, mode=args.mode)
+        results = find_text(foley, args.query, args.k, flt, mode=args.mode).results
     finally:
         foley.close()
     _print_results([(r.id, r.score, r.duration, r.title, r.tags) for r in results])

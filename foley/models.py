@@ -72,6 +72,23 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_calibrate_missing(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.clap.missing import MISSING_FILE, calibrate_missing, format_report
+
+    checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
+    if not checkpoint.is_dir():
+        raise CommandError(f"{checkpoint} is not a compact CLAP checkpoint folder")
+    try:
+        report = calibrate_missing(
+            Path(args.corpus), checkpoint, check_splits=comma_list(args.splits)
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(format_report(report))
+    print(f"written to {checkpoint / MISSING_FILE}")
+    return 0
+
+
 def cmd_train_diffatr(args: argparse.Namespace, settings: Settings) -> int:
     from generative.diffatr.train import train_diffatr
 
@@ -337,6 +354,16 @@ def add_model_commands(sub: Any) -> None:
         "the clip's CLAP audio embedding (AudioLDM); sampling always uses text",
     )  # fmt: skip
     p.set_defaults(func=cmd_train_generator)
+
+    calibrate = sub.add_parser("calibrate", help="calibrate a decision on the corpus")
+    calibrate_sub = calibrate.add_subparsers(dest="what", required=True)
+    p = calibrate_sub.add_parser(
+        "missing", help="the best-score threshold under which search answers missing: true"
+    )
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint", help="CLAP checkpoint folder (default: settings)")
+    p.add_argument("--splits", default="test,ood-real", help="splits to check it on")
+    p.set_defaults(func=cmd_calibrate_missing)
 
     evaluate = sub.add_parser("eval", help="evaluate a model on the corpus")
     eval_sub = evaluate.add_subparsers(dest="model", required=True)

@@ -8,7 +8,7 @@ Here the library is built the way Foley builds one: a throw-away catalog and Qdr
 in a temporary folder, each clip decoded, embedded with the given CLAP and written by the index
 builder, with the captioner's words (a generated caption and tags per clip) as its only words:
 titles are left empty, so a clip's file name cannot give its label away. Every query then runs
-through `search.pipeline.search_text` in mode `audio` (CLAP, reranked by DiffATR when a reranker
+through `search.pipeline.find_text` in mode `audio` (CLAP, reranked by DiffATR when a reranker
 fits that CLAP), `words` (full text over the generated words) and `hybrid` (both, fused).
 """
 
@@ -30,7 +30,7 @@ from core.words import CaptionWords, offer_caption
 from generative.clap.eval import library_ranking, read_manifest
 from index_builder.embed import Decoded, Failed, content_hash, decode_for, embed_decoded
 from index_builder.writer import FileOutcome, write_batch
-from search.pipeline import MAX_K, SearchMode, search_text
+from search.pipeline import MAX_K, SearchMode, find_text
 from search.service import Foley
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def _run_queries(
     scores = np.zeros(relevant.shape)
     k = min(MAX_K, len(ids))
     for q, phrase in enumerate(phrases):
-        results = search_text(foley, phrase, k, rerank=rerank, mode=mode)
+        results = find_text(foley, phrase, k, rerank=rerank, mode=mode).results
         for rank, hit in enumerate(results):
             scores[q, column[hit.id]] = len(results) - rank
     metrics = library_ranking(scores, relevant)

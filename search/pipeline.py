@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import bindparam, select
@@ -45,15 +46,27 @@ def _check_k(k: int) -> None:
         raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
 
 
-def search_text(
+@dataclass
+class TextSearch:
+    """A text search's results, and whether the library seems to lack what it asked for."""
+
+    results: list[SoundResult]
+    # The best CLAP cosine between the query and a library sound (filters applied), before
+    # reranking: how well the best sound fits. None in mode words or in an empty library.
+    best_score: float | None = None
+    # best_score below the calibrated threshold; None when there is no score or no threshold.
+    missing: bool | None = None
+
+
+def find_text(
     foley: Foley,
     query: str,
     k: int,
     flt: SearchFilter | None = None,
     rerank: bool = True,
     mode: SearchMode | str = SearchMode.hybrid,
-) -> list[SoundResult]:
-    """Sounds matching a description, best first.
+) -> TextSearch:
+    """Sounds matching a description, best first, and how well the best one fits.
 
     `audio`: the CLAP top N, reranked by DiffATR with `rerank` (when a reranker fits the
     running CLAP), best k. `words`: full-text search alone. `hybrid`: both lists, fused.
@@ -67,14 +80,22 @@ def search_text(
     except ValueError:
         raise QueryError(f"mode must be one of hybrid, audio, words; got {mode!r}") from None
     if mode is SearchMode.words:
-        return search_words(foley, query, k, flt)
+        return TextSearch(search_words(foley, query, k, flt))
     vector = foley.models.embed_text(query)  # micro-batched with concurrent queries
     if mode is SearchMode.audio:
-        return search_vector(foley, vector, k, flt, rerank=rerank)
-    # Both lists are ranked on ids and scores; only the k fused winners' rows are read.
-    depth = max(k, FUSION_DEPTH)
-    by_audio, by_words = _rank(foley, vector, depth, flt, rerank, words_query=query)
-    return _with_sounds(foley, reciprocal_rank_fusion(by_audio, by_words, limit=k))
+        ranking = _rank(foley, vector, k, flt, rerank)
+        results = _with_sounds(foley, ranking.by_audio[:k])
+    else:
+        # Both lists are ranked on ids and scores; only the k fused winners' rows are read.
+        depth = max(k, FUSION_DEPTH)
+        ranking = _rank(foley, vector, depth, flt, rerank, words_query=query)
+        fused = reciprocal_rank_fusion(ranking.by_audio, ranking.by_words, limit=k)
+        results = _with_sounds(foley, fused)
+    threshold = foley.missing_threshold
+    missing = None
+    if ranking.best is not None and threshold is not None:
+        missing = ranking.best < threshold
+    return TextSearch(results, ranking.best, missing)
 
 
 def search_words(
@@ -120,8 +141,14 @@ def search_vector(
     foley: Foley, vector: np.ndarray, k: int, flt: SearchFilter | None = None, rerank: bool = False
 ) -> list[SoundResult]:
     """The sounds nearest to a CLAP vector, best first; DiffATR reranks them with `rerank`."""
-    by_audio, _ = _rank(foley, vector, k, flt, rerank)
-    return _with_sounds(foley, by_audio[:k])
+    return _with_sounds(foley, _rank(foley, vector, k, flt, rerank).by_audio[:k])
+
+
+@dataclass
+class _Ranking:
+    by_audio: list[Ranked]
+    by_words: list[Ranked]
+    best: float | None  # the best CLAP cosine among the hits the catalog has
 
 
 def _rank(
@@ -131,7 +158,7 @@ def _rank(
     flt: SearchFilter | None,
     rerank: bool,
     words_query: str | None = None,
-) -> tuple[list[Ranked], list[Ranked]]:
+) -> _Ranking:
     """The CLAP top N (reranked when asked), and with `words_query` the words list to depth k,
     both read in one catalog session. A hit the catalog no longer has (deleted, the syncer
     not caught up yet) is left out."""
@@ -155,9 +182,10 @@ def _rank(
         for hit in hits
         if hit.id in present
     ]
+    best = by_audio[0].score if by_audio else None
     if reranker is not None and by_audio:
         by_audio = rerank_results(foley, reranker, vector, by_audio, vectors)
-    return by_audio[:k], by_words
+    return _Ranking(by_audio[:k], by_words, best)
 
 
 def _vectors_of_present(

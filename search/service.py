@@ -39,6 +39,7 @@ class Foley:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _models: QueryModels | None = None
+    _missing: tuple[float | None] | None = None  # the threshold, once looked up
 
     @classmethod
     def open(cls, settings: Settings, clap: ClapModel | None = None) -> Foley:
@@ -63,6 +64,19 @@ class Foley:
         if self._models is None:
             self._models = QueryModels(self.clap)
         return self._models
+
+    @property
+    def missing_threshold(self) -> float | None:
+        """Below this best CLAP cosine a text search says the library lacks the sound: the
+        settings' value, else the one calibrated for the running CLAP, else None."""
+        if self.settings.missing_threshold is not None:
+            return self.settings.missing_threshold
+        if self._missing is None:
+            from generative.clap.missing import read_missing
+
+            found = read_missing(self.settings.clap_checkpoint, self.clap.model_id)
+            self._missing = (None if found is None else found.threshold,)
+        return self._missing[0]
 
     def start_query_batching(self) -> None:
         """Micro-batch concurrent text queries (the API), unless the settings turn it off."""

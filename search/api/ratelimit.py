@@ -112,4 +112,6 @@ def _limit(budget: Budget):  # noqa: ANN202 - a FastAPI dependency factory
 
 SearchLimit = Depends(_limit(Budget.search))
 UploadLimit = Depends(_limit(Budget.uploads))
-GenerationLimit = Depends(_limit(Budget.generation))
+# Called directly where a request only sometimes generates (search's generate_if_missing).
+spend_generation = _limit(Budget.generation)
+GenerationLimit = Depends(spend_generation)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from core.config import Settings
 from search.api.main import create_app
 from search.batching import BatchedQueryModels
-from search.pipeline import search_text
+from search.pipeline import find_text
 from search.results import SoundResult
 from search.service import Foley
 from tests.search.conftest import open_indexed
@@ -37,7 +37,7 @@ def ranked(results: list[SoundResult]) -> tuple[list[int], np.ndarray]:
 def alone(foley: Foley, mode: str) -> dict[str, tuple[list[int], np.ndarray]]:
     """Each query's results when it runs by itself, unbatched."""
     assert not isinstance(foley.models, BatchedQueryModels)
-    return {q: ranked(search_text(foley, q, 10, rerank=True, mode=mode)) for q in QUERIES}
+    return {q: ranked(find_text(foley, q, 10, rerank=True, mode=mode).results) for q in QUERIES}
 
 
 def in_threads(threads: int, work) -> list[BaseException]:  # noqa: ANN001
@@ -70,7 +70,7 @@ def test_concurrent_searches_each_get_their_own_results_in_order(foley: Foley, m
     def work(i: int) -> None:
         for n in range(4):  # each thread its own queries, in its own order
             query = QUERIES[(i * 5 + n * 3) % len(QUERIES)]
-            got[i, n] = query, ranked(search_text(foley, query, 10, rerank=True, mode=mode))
+            got[i, n] = query, ranked(find_text(foley, query, 10, rerank=True, mode=mode).results)
 
     assert in_threads(24, work) == []
     assert len(got) == 24 * 4

@@ -14,7 +14,7 @@ from sqlalchemy import delete, event, select
 from core.catalog import Embedding, Sound
 from core.words import words_search
 from search.fusion import FUSION_DEPTH, reciprocal_rank_fusion
-from search.pipeline import search_text
+from search.pipeline import find_text
 from search.rerank import rerank_results, text_reranker, top_n
 from search.results import SoundResult
 from search.service import Foley
@@ -67,7 +67,7 @@ def the_long_way(foley: Foley, query: str, k: int) -> list[SoundResult]:
 
 def test_hybrid_search_equals_fusing_full_results(foley: Foley) -> None:
     expected = the_long_way(foley, QUERY, 12)
-    got = search_text(foley, QUERY, 12)
+    got = find_text(foley, QUERY, 12).results
     assert got == expected
     assert {r.words_rank is not None for r in got} == {True}
     assert any(r.audio_rank != r.words_rank for r in got)
@@ -75,7 +75,7 @@ def test_hybrid_search_equals_fusing_full_results(foley: Foley) -> None:
 
 def test_a_search_reads_the_catalog_in_three_statements(foley: Foley) -> None:
     with statements(foley) as seen:
-        results = search_text(foley, QUERY, 5)
+        results = find_text(foley, QUERY, 5).results
     # The candidates' vectors, the words list, and the rows of the 5 results: nothing per row.
     assert len(seen) == 3, [sql for sql, _ in seen]
     sql, params = seen[-1]
@@ -85,21 +85,21 @@ def test_a_search_reads_the_catalog_in_three_statements(foley: Foley) -> None:
 
 @pytest.mark.parametrize("mode", ["audio", "hybrid"])
 def test_a_sound_gone_from_the_catalog_is_left_out(foley: Foley, mode: str) -> None:
-    first = search_text(foley, QUERY, 10, mode=mode)
+    first = find_text(foley, QUERY, 10, mode=mode).results
     gone = first[0].id
     with foley.catalog.session() as session:  # the index still has it: not synced yet
         session.delete(session.get(Sound, gone))
-    after = search_text(foley, QUERY, 10, mode=mode)
+    after = find_text(foley, QUERY, 10, mode=mode).results
     assert gone not in {r.id for r in after}
     assert len(after) == 10
 
 
 def test_a_candidate_without_a_vector_keeps_its_clap_score(foley: Foley) -> None:
-    first = search_text(foley, QUERY, 30, mode="audio")
+    first = find_text(foley, QUERY, 30, mode="audio").results
     unvectored = first[3].id
     with foley.catalog.session() as session:  # being re-embedded: the row is there, no vector
         session.execute(delete(Embedding).where(Embedding.sound_id == unvectored))
-    after = {r.id: r for r in search_text(foley, QUERY, 30, mode="audio")}
+    after = {r.id: r for r in find_text(foley, QUERY, 30, mode="audio").results}
     assert len(after) == 30
     assert after[unvectored].score == after[unvectored].clap_score
     assert all(r.score > r.clap_score for i, r in after.items() if i != unvectored)  # type: ignore[operator]

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from core.config import Settings
 from index_builder.runner import index_library
 from search.api.main import create_app
-from search.pipeline import search_text
+from search.pipeline import find_text
 from search.rerank import rerank_results, text_reranker
 from search.service import Foley
 from tests.search.conftest import settings_with
@@ -26,7 +26,7 @@ def foley(foley_with_reranker: Foley) -> Foley:
 def test_rerank_keeps_every_candidate_once(foley: Foley) -> None:
     reranker, status = text_reranker(foley)
     assert reranker is not None, status
-    plain = search_text(foley, "a metallic clang", 30, rerank=False, mode="audio")
+    plain = find_text(foley, "a metallic clang", 30, rerank=False, mode="audio").results
     query = foley.clap.embed_text(["a metallic clang"])[0]
     reranked = rerank_results(foley, reranker, query, plain)
     assert sorted(r.id for r in reranked) == sorted(r.id for r in plain)

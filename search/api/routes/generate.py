@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
+from core.catalog import Job
 from core.jobs import JobKind, new_job
 from index_builder.generated import (
     MAX_COUNT,
@@ -67,9 +71,14 @@ async def generate(
         request = GenerateRequest(**body.model_dump()).check()
     except ValueError as exc:
         return error_response(422, "invalid_request", str(exc))
-    ids = await run_in_threadpool(nearest_ids, foley, request.prompt, request.neighbours)
-    params = GenerateRequest(**{**body.model_dump(), "prompt": request.prompt},
-                             neighbour_ids=tuple(ids)).as_params()  # fmt: skip
-    job = new_job(session, JobKind.generate.value, params)
-    session.commit()
+    job = await accept_generation(foley, session, request)
     return send_or_fail(session, queue, job)
+
+
+async def accept_generation(foley: Foley, session: Session, request: GenerateRequest) -> Job:
+    """The committed `generate` job of a checked request, its neighbours fixed now."""
+    ids = await run_in_threadpool(nearest_ids, foley, request.prompt, request.neighbours)
+    job = new_job(session, JobKind.generate.value,
+                  replace(request, neighbour_ids=tuple(ids)).as_params())  # fmt: skip
+    session.commit()
+    return job

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from core.vector_index import SearchFilter
+from index_builder.generated import GenerateRequest
 from search.api.admission import BUSY_RESPONSE, SearchSlot
-from search.api.deps import FoleyDep
-from search.api.ratelimit import SearchLimit
+from search.api.deps import FoleyDep, QueueDep, SessionDep
+from search.api.ratelimit import SearchLimit, spend_generation
+from search.api.routes.generate import accept_generation
+from search.api.routes.jobs import JobPublic, job_public, job_url, send_or_fail
+from search.api.security import BearerKey, HeaderKey, check_key, presented_key
 from search.pipeline import (
     MAX_K,
     QueryError,
     SearchMode,
     SoundResult,
+    find_text,
     search_audio,
     search_like_sound,
-    search_text,
 )
 
 router = APIRouter(
@@ -53,6 +58,17 @@ class SearchResults(BaseModel):
     count: int
 
 
+class TextSearchResults(SearchResults):
+    # The best CLAP cosine between the query and any library sound (filters applied), before
+    # reranking: how well the best sound fits. null in mode words or an empty library.
+    best_score: float | None = None
+    # best_score is below the threshold calibrated for this CLAP: the library seems to lack
+    # the sound. null without a score or a calibrated threshold.
+    missing: bool | None = None
+    # With generate_if_missing and missing: the generation job (its URL is in Location).
+    job: JobPublic | None = None
+
+
 def _results(hits: list[SoundResult]) -> SearchResults:
     data = [SoundHitPublic.model_validate(hit, from_attributes=True) for hit in hits]
     return SearchResults(data=data, count=len(data))
@@ -70,9 +86,14 @@ def _filter(
     return SearchFilter(min_duration, max_duration, source, tuple(t.strip().lower() for t in tags))
 
 
-@router.get("", response_model=SearchResults)
+@router.get("", response_model=TextSearchResults)
 async def search_by_text(
+    request: Request,
     foley: FoleyDep,
+    session: SessionDep,
+    queue: QueueDep,
+    header: HeaderKey,
+    token: BearerKey,
     q: Annotated[str, Query(description="what the sound is like", max_length=1000)],
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     min_duration: Annotated[float | None, Query(ge=0)] = None,
@@ -84,12 +105,33 @@ async def search_by_text(
         SearchMode,
         Query(description="hybrid: sounds and words fused; audio: CLAP only; words: text only"),
     ] = SearchMode.hybrid,
-) -> SearchResults:
-    """Find sounds matching a text description, best first."""
+    generate_if_missing: Annotated[
+        bool,
+        Query(description="when missing, also start a generation job from q (API key needed)"),
+    ] = False,
+) -> JSONResponse:
+    """Find sounds matching a text description, best first, with how well the best one fits
+    (`best_score`) and whether the library seems to lack the sound (`missing`)."""
     if "\x00" in q:  # no catalog stores it (PostgreSQL refuses it outright)
         raise QueryError("q contains a NUL character")
     flt = _filter(min_duration, max_duration, source, tag or [])
-    return _results(await run_in_threadpool(search_text, foley, q, k, flt, rerank, mode))
+    if generate_if_missing:
+        if mode is SearchMode.words:
+            raise QueryError("generate_if_missing needs CLAP scores: use mode hybrid or audio")
+        check_key(foley.settings, presented_key(header, token))  # generating writes sounds
+    found = await run_in_threadpool(find_text, foley, q, k, flt, rerank, mode)
+    body = TextSearchResults(
+        **_results(found.results).model_dump(), best_score=found.best_score, missing=found.missing
+    )
+    headers = {}
+    if generate_if_missing and found.missing:
+        await spend_generation(request, header, token)
+        job = await accept_generation(foley, session, GenerateRequest(prompt=q).check())
+        queued = send_or_fail(session, queue, job)
+        body.job = job_public(job)
+        if queued.status_code == 202:
+            headers["Location"] = job_url(job.id)
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
 @router.post("/audio", response_model=SearchResults)
