@@ -40,7 +40,7 @@ from core.store import FileStore
 from core.words import offer_caption
 from index_builder.captions import Captioner, caption_upload
 from index_builder.embed import AudioEmbedder, Failed, decode_for, embed_decoded
-from index_builder.uploads import _result, discard_if_unused
+from index_builder.uploads import discard_if_unused, sound_result
 from index_builder.writer import FileOutcome, write_batch
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ def _write_generated(
                                      seed=generation.seed, settings=generation.settings,
                                      models=models, neighbour_ids=neighbour_ids)
                 )  # fmt: skip
-            sounds.append({**_result(session, sound, duplicate=known is not None),
+            sounds.append({**sound_result(session, sound, duplicate=known is not None),
                            "seed": generation.seed})  # fmt: skip
         # Every sound is searchable once the index syncer has applied this outbox entry.
         outbox_seq = max(entry["outbox_seq"] for entry in sounds)

@@ -309,7 +309,7 @@ def _write(
         # Never over a person's words; the embedding just written already queued an upsert.
         embedded = isinstance(outcome.result, Embedded)
         offer_caption(session, sound, words, index=not embedded)
-    result = _result(session, sound, duplicate=existed is not None)
+    result = sound_result(session, sound, duplicate=existed is not None)
     run.succeed_in(session, result, "duplicate of an existing sound" if existed else "indexed")
     return result
 
@@ -329,7 +329,7 @@ def _finish_duplicate(
                 mtime_ns=stat.st_mtime_ns,
             )
         )
-    result = _result(session, sound, duplicate=True)
+    result = sound_result(session, sound, duplicate=True)
     run.succeed_in(session, result, "duplicate of an existing sound")
     log.info("%s is sound %d already", request.filename, sound.id)
     return result
@@ -343,7 +343,8 @@ def _embedded_sound(session: Session, digest: str, model_id: str) -> Sound | Non
     )
 
 
-def _result(session: Session, sound: Sound, *, duplicate: bool) -> dict[str, Any]:
+def sound_result(session: Session, sound: Sound, *, duplicate: bool) -> dict[str, Any]:
+    """What a job that wrote `sound` reports about it (uploads, generation)."""
     session.flush()
     seq = session.scalar(select(func.max(OutboxEntry.seq)).where(OutboxEntry.sound_id == sound.id))
     return {
