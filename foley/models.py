@@ -137,6 +137,8 @@ def cmd_train_captioner(args: argparse.Namespace, settings: Settings) -> int:
         extra["train_clips"] = args.train_clips
     if args.neighbours is not None:
         extra["neighbours"] = args.neighbours
+    if args.init:
+        extra["init"] = Path(args.init)
     out = train_captioner(
         Path(args.corpus),
         Path(args.out),
@@ -321,6 +323,7 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument(
         "--neighbours", type=int, help="captions of the k nearest train clips to read (default 0)"
     )
+    p.add_argument("--init", help="start from this captioner checkpoint (tokenizer and weights)")
     p.set_defaults(func=cmd_train_captioner)
     p = train_sub.add_parser(
         "caption-bank", help="give a captioner its caption bank; tune consensus reranking on val"

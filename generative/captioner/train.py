@@ -25,7 +25,7 @@ import os
 import platform
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,9 @@ class TrainOptions:
     neighbours: int = 0
     p_no_neighbours: float = 0.1
     p_unseen_class: float = 0.3  # neighbours chosen outside the clip's class
+    # Start from this captioner checkpoint (its tokenizer and weights; the same architecture)
+    # instead of from scratch: a captioner carried over to a retrained CLAP.
+    init: Path | None = None
     dropout: MetadataDropout = field(default_factory=MetadataDropout)
     model: CaptionerConfig = field(default_factory=CaptionerConfig)
 
@@ -192,7 +195,7 @@ def train_captioner(
     from generative.captioner.bank import CaptionBank
     from generative.captioner.eval import caption_metrics, generate, sample_clips
     from generative.captioner.features import corpus_frames
-    from generative.captioner.model import build_autocap
+    from generative.captioner.model import build_autocap, load_autocap
     from generative.captioner.pipeline import Captioner, save_captioner
     from generative.captioner.tags import TagScorer, build_vocabulary, calibrate
     from generative.captioner.tokenizer import CaptionTokenizer, train_tokenizer
@@ -205,7 +208,14 @@ def train_captioner(
     train = sample_clips([c for c in clips if c.split == "train"], opts.train_clips, seed=seed)
     val = sample_clips([c for c in clips if c.split == "val"], VAL_CLIPS, seed=seed)
     frames = corpus_frames(corpus_dir, clap, train + val)
-    tokenizer = CaptionTokenizer(train_tokenizer(tokenizer_texts(train), opts.vocab_size))
+    if opts.init is not None:
+        tokenizer = CaptionTokenizer.load(Path(opts.init))
+        # Its architecture; consensus reranking is tuned again by `foley train caption-bank`.
+        opts.model = replace(load_autocap(Path(opts.init)).config, consensus_k=0,
+                             consensus_weight=0.0, consensus_weight_bare=0.0)  # fmt: skip
+        opts.neighbours = opts.model.neighbours
+    else:
+        tokenizer = CaptionTokenizer(train_tokenizer(tokenizer_texts(train), opts.vocab_size))
     config = opts.model
     config.vocab_size = tokenizer.vocab_size
     config.pad_id, config.bos_id, config.eos_id = (
@@ -219,6 +229,9 @@ def train_captioner(
     train_audio = frames.embedding[frames.rows([c.id for c in train])]
     bank = CaptionBank([c.captions[0] for c in train], train_audio, clap.model_id)
     model = build_autocap(config, seed=seed)
+    if opts.init is not None:
+        model.load_state_dict(load_autocap(Path(opts.init)).state_dict())
+        log.info("starting from the captioner in %s", opts.init)
     facts = fit(model, tokenizer, frames, train, opts, bank)
     labels = build_vocabulary([c.labels for c in train], opts.tag_min_count)
     captioner = Captioner(model, tokenizer, TagScorer(labels=labels), clap,
@@ -239,7 +252,8 @@ def train_captioner(
                  tags=len(labels), caption_weight=captioner.tags.caption_weight,
                  vocab_size=tokenizer.vocab_size,
                  clap_checkpoint=str(clap_checkpoint),
-                 options={k: v for k, v in asdict(opts).items() if k != "model"})  # fmt: skip
+                 options={k: str(v) if isinstance(v, Path) else v
+                          for k, v in asdict(opts).items() if k != "model"})  # fmt: skip
     out = save_captioner(captioner, Path(out_dir), {
         TRAINING_FILE: json.dumps(facts, indent=2) + "\n",
         CARD_FILE: model_card(config, facts, None),
@@ -294,6 +308,14 @@ def model_card(config: CaptionerConfig, facts: dict[str, Any], table: str | None
         f"budget; {facts['steps']} steps ({facts['epochs']} epochs) in {facts['minutes']} min "
         f"on {facts['machine']}; final loss {facts['final_loss']}.",
         f"- Command: `{facts['command']}` (seed {facts['seed']}).",
+        *(
+            [
+                f"- Started from the captioner `{opts['init']}` (its tokenizer and weights), "
+                "trained again on this CLAP's frames."
+            ]
+            if opts.get("init")
+            else []
+        ),  # fmt: skip
         "",
         "## Evaluation",
         "",

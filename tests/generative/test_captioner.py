@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 torch = pytest.importorskip("torch")
 
@@ -209,6 +210,16 @@ def test_training_run_writes_a_loadable_checkpoint(tiny_clap_dir: Path, tmp_path
         assert isinstance(clip_words["caption"], str) and 3 <= len(clip_words["tags"]) <= 4
     with pytest.raises(ValueError, match="no clips"):
         split_words(tmp_path / "corpus", loaded, "ood-real", threads=1)
+    # A second run can start from this checkpoint: same tokenizer and architecture, and its
+    # weights (at learning rate 0 they stay as they were).
+    again = train_captioner(
+        tmp_path / "corpus", tmp_path / "again", tiny_clap_dir, max_minutes=1.0, epochs=1,
+        batch_size=8, tag_min_count=1, threads=1, init=out, lr=0.0,
+    )  # fmt: skip
+    assert (again / "tokenizer.json").read_text() == (out / "tokenizer.json").read_text()
+    carried = load_captioner(again, clap=load_clap(tiny_clap_dir)).model.state_dict()
+    for name, value in loaded.model.state_dict().items():
+        assert torch.equal(carried[name], value), name
 
 
 def _clap_with_window(window_s: float):  # noqa: ANN202 - ClapModel imports torch
