@@ -27,7 +27,7 @@ from generative.captioner.tokenizer import metadata_text
 log = logging.getLogger(__name__)
 
 NEAR = (5, 10)
-WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 VARIANTS = ("meta", "none")
 
 
