@@ -65,7 +65,9 @@ def cmd_eval_clap(args: argparse.Namespace, settings: Settings) -> int:
 
     checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
     splits = comma_list(args.splits)
-    report = clap_eval.evaluate_clap(Path(args.corpus), checkpoint, splits)
+    report = clap_eval.evaluate_clap(
+        Path(args.corpus), checkpoint, splits, baseline=not args.no_baseline
+    )
     print(clap_eval.format_markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -375,6 +377,10 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--splits", default="test,ood,ood-real", help="comma-separated splits")
     p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument(
+        "--no-baseline", action="store_true",
+        help="skip the random-weights baseline (the same for every checkpoint of one config)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_eval_clap)
     p = eval_sub.add_parser("rerank", help="CLAP alone against CLAP + DiffATR, with ablations")
     p.add_argument("--corpus", required=True)
