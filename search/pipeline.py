@@ -92,9 +92,7 @@ def find_text(
         fused = reciprocal_rank_fusion(ranking.by_audio, ranking.by_words, limit=k)
         results = _with_sounds(foley, fused)
     threshold = foley.missing_threshold
-    missing = None
-    if ranking.best is not None and threshold is not None:
-        missing = ranking.best < threshold
+    missing = None if threshold is None else threshold.missing(ranking.best)
     return TextSearch(results, ranking.best, missing)
 
 

@@ -20,6 +20,7 @@ from index_builder.syncer import IndexSyncer
 from search.batching import BatchedQueryModels, QueryModels
 
 if TYPE_CHECKING:
+    from generative.clap.missing import MissingThreshold
     from generative.clap.model import ClapModel
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Foley:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _models: QueryModels | None = None
-    _missing: tuple[float | None] | None = None  # the threshold, once looked up
+    _missing: tuple[MissingThreshold | None] | None = None  # the threshold, once looked up
 
     @classmethod
     def open(cls, settings: Settings, clap: ClapModel | None = None) -> Foley:
@@ -66,16 +67,18 @@ class Foley:
         return self._models
 
     @property
-    def missing_threshold(self) -> float | None:
+    def missing_threshold(self) -> MissingThreshold | None:
         """Below this best CLAP cosine a text search says the library lacks the sound: the
         settings' value, else the one calibrated for the running CLAP, else None."""
-        if self.settings.missing_threshold is not None:
-            return self.settings.missing_threshold
-        if self._missing is None:
-            from generative.clap.missing import read_missing
+        if self._missing is None:  # looked up once per process
+            from generative.clap.missing import MissingThreshold, read_missing
 
-            found = read_missing(self.settings.clap_checkpoint, self.clap.model_id)
-            self._missing = (None if found is None else found.threshold,)
+            value, model_id = self.settings.missing_threshold, self.clap.model_id
+            self._missing = (
+                MissingThreshold(value, model_id)
+                if value is not None
+                else read_missing(self.settings.clap_checkpoint, model_id),
+            )
         return self._missing[0]
 
     def start_query_batching(self) -> None:
