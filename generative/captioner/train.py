@@ -208,11 +208,13 @@ def train_captioner(
     train = sample_clips([c for c in clips if c.split == "train"], opts.train_clips, seed=seed)
     val = sample_clips([c for c in clips if c.split == "val"], VAL_CLIPS, seed=seed)
     frames = corpus_frames(corpus_dir, clap, train + val)
+    start = None  # the captioner to start from, if any
     if opts.init is not None:
+        start = load_autocap(Path(opts.init))
         tokenizer = CaptionTokenizer.load(Path(opts.init))
         # Its architecture; consensus reranking is tuned again by `foley train caption-bank`.
-        opts.model = replace(load_autocap(Path(opts.init)).config, consensus_k=0,
-                             consensus_weight=0.0, consensus_weight_bare=0.0)  # fmt: skip
+        opts.model = replace(start.config, consensus_k=0, consensus_weight=0.0,
+                             consensus_weight_bare=0.0)  # fmt: skip
         opts.neighbours = opts.model.neighbours
     else:
         tokenizer = CaptionTokenizer(train_tokenizer(tokenizer_texts(train), opts.vocab_size))
@@ -229,8 +231,8 @@ def train_captioner(
     train_audio = frames.embedding[frames.rows([c.id for c in train])]
     bank = CaptionBank([c.captions[0] for c in train], train_audio, clap.model_id)
     model = build_autocap(config, seed=seed)
-    if opts.init is not None:
-        model.load_state_dict(load_autocap(Path(opts.init)).state_dict())
+    if start is not None:
+        model.load_state_dict(start.state_dict())
         log.info("starting from the captioner in %s", opts.init)
     facts = fit(model, tokenizer, frames, train, opts, bank)
     labels = build_vocabulary([c.labels for c in train], opts.tag_min_count)
