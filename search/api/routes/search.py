@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from core.vector_index import SearchFilter
 from index_builder.generated import GenerateRequest
 from search.api.admission import BUSY_RESPONSE, SearchSlot
-from search.api.deps import FoleyDep, QueueDep, SessionDep
+from search.api.deps import FoleyDep, QueueDep
 from search.api.ratelimit import SearchLimit, spend_generation
 from search.api.routes.generate import accept_generation
 from search.api.routes.jobs import JobPublic, job_public, job_url, send_or_fail
@@ -90,7 +90,6 @@ def _filter(
 async def search_by_text(
     request: Request,
     foley: FoleyDep,
-    session: SessionDep,
     queue: QueueDep,
     header: HeaderKey,
     token: BearerKey,
@@ -120,15 +119,18 @@ async def search_by_text(
             raise QueryError("generate_if_missing needs CLAP scores: use mode hybrid or audio")
         check_key(foley.settings, presented_key(header, token))  # generating writes sounds
     found = await run_in_threadpool(find_text, foley, q, k, flt, rerank, mode)
+    data = [SoundHitPublic.model_validate(hit, from_attributes=True) for hit in found.results]
     body = TextSearchResults(
-        **_results(found.results).model_dump(), best_score=found.best_score, missing=found.missing
+        data=data, count=len(data), best_score=found.best_score, missing=found.missing
     )
     headers = {}
     if generate_if_missing and found.missing:
         await spend_generation(request, header, token)
-        job = await accept_generation(foley, session, GenerateRequest(prompt=q).check())
-        queued = send_or_fail(session, queue, job)
-        body.job = job_public(job)
+        # A catalog session only for a search that generates: not one per search.
+        with foley.catalog.session() as session:
+            job = await accept_generation(foley, session, GenerateRequest(prompt=q).check())
+            queued = send_or_fail(session, queue, job)
+            body.job = job_public(job)
         if queued.status_code == 202:
             headers["Location"] = job_url(job.id)
     return JSONResponse(body.model_dump(mode="json"), headers=headers)
