@@ -44,6 +44,8 @@ def tiny_clap(tiny_clap_dir: Path):  # noqa: ANN201 - ClapModel imports torch
 def settings(tmp_path: Path, tiny_clap_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("FOLEY_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("FOLEY_CLAP_CHECKPOINT", str(tiny_clap_dir))
+    # The committed generator is trained on another CLAP: tests that generate bring their own.
+    monkeypatch.setenv("FOLEY_GENERATOR_CHECKPOINT", str(tmp_path / "no-generator"))
     for name in ("FOLEY_DATABASE_URL", "FOLEY_QDRANT_URL", "FOLEY_API_KEYS"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
