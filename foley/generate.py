@@ -36,6 +36,8 @@ def _check(args: argparse.Namespace) -> str:
         raise CommandError(f"--guidance must be 0 or more, got {args.guidance:g}")
     if Path(args.out).suffix.lower() != ".wav":
         raise CommandError(f"--out must name a .wav file, got {args.out}")
+    if args.spectrogram and Path(args.spectrogram).suffix.lower() != ".png":
+        raise CommandError(f"--spectrogram must name a .png file, got {args.spectrogram}")
     return prompt
 
 
@@ -126,6 +128,11 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     tmp = out.with_name(f".{out.name}.tmp.wav")
     sf.write(str(tmp), result.wave, result.sample_rate, subtype="PCM_16")
     tmp.replace(out)
+    if args.spectrogram:
+        from generative.generator.picture import spectrogram_sheet
+
+        spectrogram_sheet([(prompt, result.mel)], Path(args.spectrogram))
+        print(f"wrote {args.spectrogram}: the generated log-mel")
     taken = ", ".join(f"{name} {s:.2f} s" for name, s in result.seconds_taken.items())
     print(f"wrote {out}: {len(result.wave) / result.sample_rate:.1f} s ({taken})")
     return 0
@@ -146,4 +153,5 @@ def add_generate_commands(sub: Any) -> None:
         help="which conditions guidance pushes towards (default: the checkpoint's)",
     )
     p.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
+    p.add_argument("--spectrogram", help="also draw the generated log-mel into this .png")
     p.set_defaults(func=cmd_generate)

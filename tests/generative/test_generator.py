@@ -90,6 +90,28 @@ def test_sampling_is_deterministic_for_a_seed(generator) -> None:  # noqa: ANN00
     assert set(first.seconds_taken) == {"text", "unet", "vae", "vocoder"}
 
 
+def test_spectrogram_sheet_draws_each_mel_with_loud_parts_bright(
+    generator,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    from generative.generator.picture import spectrogram_sheet
+
+    made = _generate(generator, seed=3).mel  # (100, 16)
+    quiet_then_loud = np.full((60, 16), -1.6, np.float32)
+    quiet_then_loud[30:] = 1.5
+    path = spectrogram_sheet(
+        [("made", made), ("quiet then loud", quiet_then_loud)], tmp_path / "s.png", zoom=2
+    )
+    image = np.asarray(Image.open(path).convert("RGB"), np.float32)
+    assert image.shape[1] == 100 * 2  # the longest mel sets the width
+    second = image[-16 * 2 - 1 :]  # the last row's picture
+    assert second[:, 70:110].sum() > 3 * second[:, :50].sum()  # loud frames are brighter
+    with pytest.raises(ValueError, match="frames, mels"):
+        spectrogram_sheet([("flat", np.zeros(5, np.float32))], tmp_path / "x.png")
+
+
 def test_neighbours_and_masks_reach_the_unet(generator) -> None:  # noqa: ANN001
     unet = generator.unet
     _generate(generator, neighbours=_neighbours(3, [True, False, True]), guidance_mode="none")
@@ -149,7 +171,9 @@ def test_cli_refuses_bad_arguments_before_loading_models(
     assert "prompt is empty" in capsys.readouterr().err
     assert main(["generate", "rain", "--seconds", "11", "--out", out]) == 2
     assert "--seconds must be between 1 and 10" in capsys.readouterr().err
-    assert main(["generate", "rain", "--out", out]) == 2  # no generator checkpoint yet
+    assert main(["generate", "rain", "--out", out, "--spectrogram", "x.jpg"]) == 2
+    assert "--spectrogram must name a .png file" in capsys.readouterr().err
+    assert main(["generate", "rain", "--out", out]) == 2  # no generator checkpoint here
     assert "generator checkpoint" in capsys.readouterr().err
     assert not Path(out).exists()
 
