@@ -211,6 +211,7 @@ def cmd_eval_generate(args: argparse.Namespace, settings: Settings) -> int:
     report = generate_eval.run_eval(
         Path(args.corpus), generator, clap, classes=args.classes, per_class=args.per_class,
         seconds=args.seconds, seed=args.seed,
+        examples=Path(args.examples) if args.examples else None,
     )  # fmt: skip
     print(generate_eval.format_report(report))
     if args.json:
@@ -411,6 +412,9 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument(
+        "--examples", help="write listening examples (.wav) and a spectrogram sheet here"
+    )
     p.set_defaults(func=cmd_eval_generate)
     p = eval_sub.add_parser(
         "search", help="search modes audio, words and hybrid on corpus splits (library protocol)"

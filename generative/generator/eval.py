@@ -25,6 +25,7 @@ retrieval, for head, tail and unseen classes, beside the copy baseline.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -94,6 +95,46 @@ class Scene:
                 "hit10": float(any(hits)), "copy": copy}  # fmt: skip
 
 
+EXAMPLE_SETTINGS = ("no retrieval", "k = 5")
+
+
+class Examples:
+    """The listening examples of `run_eval(examples=DIR)`: per group, its first class's real
+    reference and generated sounds as `<group>-<label>-<what>.wav`, and `spectrograms.png`."""
+
+    def __init__(self, folder: Path, generator: Generator, seconds: float) -> None:
+        self.folder, self.generator, self.seconds = Path(folder), generator, seconds
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.groups: dict[str, str] = {}  # group -> the class shown
+        self.rows: list[tuple[str, np.ndarray]] = []
+
+    def wants(self, cls: EvalClass) -> bool:
+        return self.groups.setdefault(cls.group, cls.label) == cls.label
+
+    def add(self, cls: EvalClass, what: str, sound: Any) -> None:
+        import soundfile as sf
+        import torch
+
+        from generative.clap.eval import decode_clip
+
+        sr = self.generator.sample_rate
+        if isinstance(sound, Path):  # a real clip: its first `seconds`, through the front end
+            wave = decode_clip(sound, sr)[: round(self.seconds * sr)]
+            with torch.no_grad():
+                mel = self.generator.front_end(torch.from_numpy(wave)[None])[0].numpy()
+        else:
+            wave, mel = sound.wave, sound.mel
+        stem = "-".join(re.sub(r"[^a-z0-9]+", "_", x.lower()) for x in (cls.group, cls.label, what))
+        sf.write(str(self.folder / f"{stem}.wav"), wave, sr, subtype="PCM_16")
+        self.rows.append((f"{cls.group}: {cls.label} - {what} ({cls.prompt!r})", mel))
+
+    def finish(self) -> None:
+        from generative.generator.picture import spectrogram_sheet
+
+        if self.rows:
+            spectrogram_sheet(self.rows, self.folder / "spectrograms.png")
+
+
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to the rows of `a` and of `b`."""
     from scipy import linalg
@@ -135,9 +176,11 @@ def choose_classes(
 def run_eval(
     corpus_dir: Path, generator: Generator, clap: ClapModel, *, classes: int = 5,
     per_class: int = 2, seconds: float = 5.0, seed: int = 0,
-    settings: Sequence[Setting] | None = None,
+    settings: Sequence[Setting] | None = None, examples: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Generate for every chosen class and setting; returns the report (see `format_report`)."""
+    """Generate for every chosen class and setting; returns the report (see `format_report`).
+    `examples`: a folder for the first class of each group: its first real reference and the
+    sounds made without retrieval and with k = 5, as .wav files and one spectrogram sheet."""
     from generative.generator.pipeline import Neighbours
 
     settings = list(settings or default_settings())
@@ -153,6 +196,7 @@ def run_eval(
     basis = np.linalg.svd(centred, full_matrices=False)[2][:FD_DIMS].T  # (D, FD_DIMS)
     started = time.perf_counter()
     rows: dict[str, dict[str, list[dict[str, float]]]] = {}
+    shown = Examples(examples, generator, seconds) if examples is not None else None
     for cls in chosen:
         split = "ood" if cls.group == "unseen" else "test"
         split_clips, split_feats = splits[split], feats[split]
@@ -168,6 +212,10 @@ def run_eval(
         order = np.argsort(-(db_audio @ prompt_text), kind="stable")  # nearest by CLAP text
 
         scene = Scene(cls.label, labels, split_feats.audio, db_audio, prompt_text)
+        show = shown is not None and shown.wants(cls)
+        if show:
+            assert shown is not None
+            shown.add(cls, "real", split_clips[cls.references[0]].path)
         per_setting = rows.setdefault(cls.group, {})
         for setting in settings:
             near = order[: setting.k]
@@ -179,6 +227,9 @@ def run_eval(
                                  steps=setting.steps, guidance=setting.guidance,
                                  text_embedding=prompt_text)  # fmt: skip
                 audio = clap.embed_audio([made.wave])[0]
+                if show and j == 0 and setting.name in EXAMPLE_SETTINGS:
+                    assert shown is not None
+                    shown.add(cls, setting.name, made)
                 per_setting.setdefault(setting.name, []).append(
                     {**scene.score(audio, near), "audio": audio.tolist(), "label": cls.label}  # type: ignore[dict-item]
                 )
@@ -188,6 +239,8 @@ def run_eval(
             {**copy, "audio": db_audio[top[0]].tolist(), "label": cls.label}  # type: ignore[dict-item]
         )
         log.info("%s class %r done (%.0f s)", cls.group, cls.label, time.perf_counter() - started)
+    if shown is not None:
+        shown.finish()
     report: dict[str, Any] = {
         "clap": clap.model_id, "generator": generator.model_id, "seconds": seconds,
         "per_class": per_class, "classes": [asdict(c) for c in chosen],

@@ -314,7 +314,14 @@ def test_evaluation_reports_every_group_and_setting(tiny_clap, tmp_path: Path) -
     generator = build_random_generator(tiny_config(tiny_clap.dim), seed=0)
     settings = [Setting("no retrieval", 0, steps=2), Setting("k = 2", 2, steps=2)]
     report = run_eval(corpus, generator, tiny_clap, classes=1, per_class=2, seconds=1.0,
-                      settings=settings)  # fmt: skip
+                      settings=settings, examples=tmp_path / "examples")  # fmt: skip
+    # Listening examples: each group's class, its real reference and the no-retrieval sound.
+    written = sorted(p.name for p in (tmp_path / "examples").iterdir())
+    assert written == sorted(
+        [f"{g}-{c}-{w}.wav" for g, c in (("head", "dog"), ("tail", "bell"), ("unseen", "siren"))
+         for w in ("real", "no_retrieval")] + ["spectrograms.png"]
+    )  # fmt: skip
+    assert sf.info(tmp_path / "examples" / "head-dog-real.wav").duration == pytest.approx(1.0)
     assert {c["group"]: c["label"] for c in report["classes"]} == {
         "head": "dog", "tail": "bell", "unseen": "siren"
     }  # fmt: skip
