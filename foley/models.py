@@ -219,6 +219,28 @@ def cmd_eval_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_decoder(args: argparse.Namespace, settings: Settings) -> int:
+    import torch
+
+    from generative.generator import eval as generate_eval
+    from generative.generator.pipeline import load_generator
+    from generative.registry import get_clap
+
+    torch.set_num_threads(args.threads)
+    clap = get_clap(settings)
+    generator = load_generator(Path(args.checkpoint or settings.generator_checkpoint), clap=clap)
+    try:
+        report = generate_eval.decoder_report(
+            Path(args.corpus), generator, clap, clips=args.clips, seconds=args.seconds
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    print(generate_eval.format_decoder_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_eval_caption(args: argparse.Namespace, settings: Settings) -> int:
     from generative.captioner import eval as caption_eval
     from generative.captioner.train import update_card
@@ -416,6 +438,16 @@ def add_model_commands(sub: Any) -> None:
         "--examples", help="write listening examples (.wav) and a spectrogram sheet here"
     )
     p.set_defaults(func=cmd_eval_generate)
+    p = eval_sub.add_parser(
+        "decoder", help="the generator's VAE and vocoder against Griffin-Lim on real val clips"
+    )
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint", help="generator checkpoint folder (default: settings)")
+    p.add_argument("--clips", type=int, default=64)
+    p.add_argument("--seconds", type=float, default=2.56)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.set_defaults(func=cmd_eval_decoder)
     p = eval_sub.add_parser(
         "search", help="search modes audio, words and hybrid on corpus splits (library protocol)"
     )
