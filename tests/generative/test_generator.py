@@ -346,7 +346,7 @@ def test_decoder_report_compares_the_vocoder_with_griffin_lim(tiny_clap, tmp_pat
 
     corpus = tmp_path / "corpus"
     (corpus / "audio").mkdir(parents=True)
-    rows = []
+    rows: list[dict[str, object]] = []
     for i in range(3):
         path = f"audio/{i:03d}.flac"
         sf.write(corpus / path, tone(i, 1.0), SAMPLE_RATE)
