@@ -32,7 +32,7 @@ def _check(args: argparse.Namespace) -> str:
         )
     if not 1 <= args.neighbours <= 10:
         raise CommandError(f"--neighbours must be between 1 and 10, got {args.neighbours}")
-    if args.guidance < 0:
+    if args.guidance is not None and args.guidance < 0:
         raise CommandError(f"--guidance must be 0 or more, got {args.guidance:g}")
     if Path(args.out).suffix.lower() != ".wav":
         raise CommandError(f"--out must name a .wav file, got {args.out}")
@@ -146,7 +146,9 @@ def add_generate_commands(sub: Any) -> None:
     p.add_argument("--no-retrieval", action="store_true", help="ignore the library")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--neighbours", type=int, default=5, help="library sounds to condition on")
-    p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
+    p.add_argument(
+        "--guidance", type=float, help="classifier-free guidance scale (default: the checkpoint's)"
+    )
     p.add_argument(
         "--guidance-mode",
         choices=["none", "text", "retrieval", "both"],
