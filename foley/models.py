@@ -198,16 +198,22 @@ def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_eval_generate(args: argparse.Namespace, settings: Settings) -> int:
+def _generator_to_evaluate(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any]:
+    """(CLAP, generator) for `foley eval generate|decoder`, on `--threads` torch threads."""
     import torch
 
-    from generative.generator import eval as generate_eval
     from generative.generator.pipeline import load_generator
     from generative.registry import get_clap
 
     torch.set_num_threads(args.threads)
     clap = get_clap(settings)
-    generator = load_generator(Path(args.checkpoint or settings.generator_checkpoint), clap=clap)
+    return clap, load_generator(Path(args.checkpoint or settings.generator_checkpoint), clap=clap)
+
+
+def cmd_eval_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.generator import eval as generate_eval
+
+    clap, generator = _generator_to_evaluate(args, settings)
     report = generate_eval.run_eval(
         Path(args.corpus), generator, clap, classes=args.classes, per_class=args.per_class,
         seconds=args.seconds, seed=args.seed,
@@ -220,15 +226,9 @@ def cmd_eval_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval_decoder(args: argparse.Namespace, settings: Settings) -> int:
-    import torch
-
     from generative.generator import eval as generate_eval
-    from generative.generator.pipeline import load_generator
-    from generative.registry import get_clap
 
-    torch.set_num_threads(args.threads)
-    clap = get_clap(settings)
-    generator = load_generator(Path(args.checkpoint or settings.generator_checkpoint), clap=clap)
+    clap, generator = _generator_to_evaluate(args, settings)
     try:
         report = generate_eval.decoder_report(
             Path(args.corpus), generator, clap, clips=args.clips, seconds=args.seconds

@@ -212,10 +212,9 @@ def run_eval(
         order = np.argsort(-(db_audio @ prompt_text), kind="stable")  # nearest by CLAP text
 
         scene = Scene(cls.label, labels, split_feats.audio, db_audio, prompt_text)
-        show = shown is not None and shown.wants(cls)
-        if show:
-            assert shown is not None
-            shown.add(cls, "real", split_clips[cls.references[0]].path)
+        show = shown if shown is not None and shown.wants(cls) else None
+        if show is not None:
+            show.add(cls, "real", split_clips[cls.references[0]].path)
         per_setting = rows.setdefault(cls.group, {})
         for setting in settings:
             near = order[: setting.k]
@@ -227,9 +226,8 @@ def run_eval(
                                  steps=setting.steps, guidance=setting.guidance,
                                  text_embedding=prompt_text)  # fmt: skip
                 audio = clap.embed_audio([made.wave])[0]
-                if show and j == 0 and setting.name in EXAMPLE_SETTINGS:
-                    assert shown is not None
-                    shown.add(cls, setting.name, made)
+                if show is not None and j == 0 and setting.name in EXAMPLE_SETTINGS:
+                    show.add(cls, setting.name, made)
                 per_setting.setdefault(setting.name, []).append(
                     {**scene.score(audio, near), "audio": audio.tolist(), "label": cls.label}  # type: ignore[dict-item]
                 )
