@@ -81,20 +81,40 @@ class SQLiteWriterLock:
             self._release(record.info)
 
 
-def make_engine(url: str) -> Engine:
+# Catalog connections kept open for a process that serves many requests at once (the API:
+# AnyIO runs its request threads 40 at a time, each holding a session while it searches).
+# SQLAlchemy's default pool keeps 5 and opens up to 10 more that it closes again when they
+# come back: at 32 concurrent searches most of them opened a fresh connection (SQLite:
+# connect plus pragmas) or waited for one. (connections kept, more opened under a burst)
+SERVING_POOL_SQLITE = (40, 24)
+# A PostgreSQL connection is a server process: fewer kept, so API processes and workers
+# together stay inside the server's max_connections (default 100).
+SERVING_POOL_POSTGRES = (20, 20)
+
+
+def make_engine(url: str, serving: bool = False) -> Engine:
+    """The catalog's engine; `serving` sizes its connection pool for many concurrent requests."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pool = _pool_args(SERVING_POOL_SQLITE) if serving and path != ":memory:" else {}
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+            **pool,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         SQLiteWriterLock().attach(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
+    pool = _pool_args(SERVING_POOL_POSTGRES) if serving else {}
+    return create_engine(url, pool_pre_ping=True, **pool)
+
+
+def _pool_args(sizes: tuple[int, int]) -> dict[str, int]:
+    return {"pool_size": sizes[0], "max_overflow": sizes[1]}
 
 
 def migrate(engine: Engine) -> None:
@@ -116,9 +136,9 @@ def is_migrated(engine: Engine) -> bool:
 class Catalog:
     """The catalog's engine and session factory, created once per process."""
 
-    def __init__(self, url: str, *, run_migrations: bool = True) -> None:
+    def __init__(self, url: str, *, run_migrations: bool = True, serving: bool = False) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, serving=serving)
         if run_migrations:
             migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)

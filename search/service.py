@@ -47,7 +47,7 @@ class Foley:
         from generative.registry import get_clap
 
         settings.ensure_dirs()
-        catalog = Catalog(settings.catalog_url)
+        catalog = Catalog(settings.catalog_url, serving=True)
         model = clap if clap is not None else get_clap(settings)
         try:
             index = open_vector_index(settings, model.dim)

@@ -124,3 +124,50 @@ def test_sqlite_writers_in_one_process_take_turns(tmp_path) -> None:  # noqa: AN
         assert errors == [] and not lock.held
     finally:
         catalog.dispose()
+
+
+def _connections_opened_by_two_bursts(catalog: Catalog, threads: int) -> list[int]:
+    """Connections opened during each of two bursts of `threads` sessions held at once."""
+    import threading
+
+    from sqlalchemy import event, text
+
+    opened = [0]
+
+    def on_connect(*_: object) -> None:
+        opened[0] += 1
+
+    event.listen(catalog.engine, "connect", on_connect)
+    counts = []
+    for _ in range(2):
+        before = opened[0]
+        barrier = threading.Barrier(threads)
+
+        def hold(barrier: threading.Barrier = barrier) -> None:
+            with catalog.session() as session:
+                session.execute(text("SELECT 1"))
+                barrier.wait(timeout=30)  # every thread holds its connection at once
+
+        workers = [threading.Thread(target=hold) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        counts.append(opened[0] - before)
+    return counts
+
+
+def test_a_serving_catalog_keeps_its_connections_across_bursts(tmp_path) -> None:  # noqa: ANN001
+    serving = Catalog(f"sqlite:///{tmp_path / 'serving.db'}", serving=True)
+    plain = Catalog(f"sqlite:///{tmp_path / 'plain.db'}")
+    try:
+        # 32 concurrent searches: the serving pool opens what it lacks once and keeps it (the
+        # migration's connection is already there); the default pool (5 kept) closes most
+        # and opens them again for the next burst.
+        first, second = _connections_opened_by_two_bursts(serving, 32)
+        assert 31 <= first <= 32 and second == 0
+        first, second = _connections_opened_by_two_bursts(plain, 15)
+        assert first >= 14 and second >= 10
+    finally:
+        serving.dispose()
+        plain.dispose()
