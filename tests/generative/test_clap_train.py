@@ -263,3 +263,22 @@ def test_sentence_config_is_checked() -> None:
         text = {"model_type": "bert", "width": 1, "context_length": 1, "vocab_size": 1,
                 "heads": 1, "layers": 1}  # fmt: skip
         validate_config({**tiny_clap_config(), "text_cfg": text})
+
+
+def test_sentence_encoder_graph_gives_the_eager_models_numbers() -> None:
+    """The encoder runs as a traced graph: for batches of other sizes and lengths than it
+    was traced on, with and without padding, the same vectors as the eager model."""
+    import torch
+
+    from generative.clap.sentence import sentence_encoder
+
+    encoder = sentence_encoder()
+    assert isinstance(encoder._forward, torch.jit.ScriptModule)
+    batches = [["wind"], ["a", "a very long description of a car engine starting in the cold"],
+               [f"sound number {i}" for i in range(20)]]  # fmt: skip
+    for texts in batches:
+        batch = encoder.tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            eager = encoder.model(**batch).last_hidden_state
+            graph = encoder._forward(batch["input_ids"], batch["attention_mask"])
+        torch.testing.assert_close(graph, eager, rtol=0, atol=1e-5)
