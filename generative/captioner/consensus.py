@@ -13,6 +13,7 @@ The weight and the number of near clips are chosen on val (`tune`) and kept in t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -22,9 +23,14 @@ import numpy as np
 ORDERS = (1, 2, 3, 4)
 
 
-def _grams(text: str) -> list[Counter[tuple[str, ...]]]:
+@functools.lru_cache(maxsize=65536)
+def _grams(text: str) -> tuple[Counter[tuple[str, ...]], ...]:
+    """The n-gram counts of orders 1..4 (cached: a near clip's caption is compared with every
+    candidate, and the bank's captions recur across sounds; callers never change them)."""
     words = re.findall(r"[a-z0-9']+", text.lower())
-    return [Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1)) for n in ORDERS]
+    return tuple(
+        Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1)) for n in ORDERS
+    )
 
 
 def agreement(candidate: str, others: Sequence[str]) -> float:
