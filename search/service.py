@@ -81,6 +81,11 @@ class Foley:
             )
         return self._missing[0]
 
+    def warm_up(self) -> None:
+        """One text pass before the first search, so that no caller waits for the text
+        encoder's first-pass set-up (its graph is traced then: about a second)."""
+        self.models.embed_text("warm up")
+
     def start_query_batching(self) -> None:
         """Micro-batch concurrent text queries (the API), unless the settings turn it off."""
         from generative.registry import torch_threads

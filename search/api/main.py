@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, foley: Foley | None = None) -> 
             opened.start_background_sync()
         app.state.foley = foley or opened
         app.state.foley.start_query_batching()
+        app.state.foley.warm_up()
         app.state.search_queue = SearchQueue(app.state.foley.settings.search_queue_size)
         _warn_if_open(app.state.foley.settings)
         app.state.queue = JobQueue(app.state.foley.settings)
