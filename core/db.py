@@ -82,14 +82,14 @@ class SQLiteWriterLock:
 
 
 # Catalog connections kept open for a process that serves many requests at once (the API:
-# AnyIO runs its request threads 40 at a time, each holding a session while it searches).
-# SQLAlchemy's default pool keeps 5 and opens up to 10 more that it closes again when they
-# come back: at 32 concurrent searches most of them opened a fresh connection (SQLite:
-# connect plus pragmas) or waited for one. (connections kept, more opened under a burst)
-SERVING_POOL_SQLITE = (40, 24)
+# AnyIO runs its request threads 40 at a time, each holding a session while it searches), and
+# how many more it may open under a burst. SQLAlchemy's default pool keeps 5 and opens up to
+# 10 more that it closes again when they come back: at 32 concurrent searches most of them
+# opened a fresh connection (SQLite: connect plus pragmas) or waited for one.
+SERVING_POOL_SQLITE = {"pool_size": 40, "max_overflow": 24}
 # A PostgreSQL connection is a server process: fewer kept, so API processes and workers
 # together stay inside the server's max_connections (default 100).
-SERVING_POOL_POSTGRES = (20, 20)
+SERVING_POOL_POSTGRES = {"pool_size": 20, "max_overflow": 20}
 
 
 def make_engine(url: str, serving: bool = False) -> Engine:
@@ -98,7 +98,7 @@ def make_engine(url: str, serving: bool = False) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        pool = _pool_args(SERVING_POOL_SQLITE) if serving and path != ":memory:" else {}
+        pool = SERVING_POOL_SQLITE if serving and path != ":memory:" else {}
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
@@ -109,12 +109,8 @@ def make_engine(url: str, serving: bool = False) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    pool = _pool_args(SERVING_POOL_POSTGRES) if serving else {}
+    pool = SERVING_POOL_POSTGRES if serving else {}
     return create_engine(url, pool_pre_ping=True, **pool)
-
-
-def _pool_args(sizes: tuple[int, int]) -> dict[str, int]:
-    return {"pool_size": sizes[0], "max_overflow": sizes[1]}
 
 
 def migrate(engine: Engine) -> None:
