@@ -46,6 +46,12 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
         extra["config"] = compact_clap_config()
     if args.init_audio:
         extra["init_audio"] = Path(args.init_audio)
+    if args.init:
+        extra["init"] = Path(args.init)
+    if args.recorded_share is not None:
+        extra["recorded_share"] = args.recorded_share
+    if args.lr is not None:
+        extra["lr"] = args.lr
     if args.val_clips is not None:
         extra["val_clips"] = args.val_clips
     out = train_clap(
@@ -316,6 +322,12 @@ def add_model_commands(sub: Any) -> None:
         help="text side: the frozen sentence encoder (default) or a transformer trained here",
     )  # fmt: skip
     p.add_argument("--init-audio", help="start the audio branch from this compact checkpoint")
+    p.add_argument("--init", help="start every weight from this compact checkpoint")
+    p.add_argument(
+        "--recorded-share", type=float,
+        help="share of each batch drawn from the recorded clips (default: as they come)",
+    )  # fmt: skip
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     p.add_argument("--val-clips", type=int, help="val clips scored during training (default 400)")
     p.set_defaults(func=cmd_train_clap)
     p = train_sub.add_parser("diffatr", help="train the DiffATR reranker over CLAP features")

@@ -75,6 +75,11 @@ class TrainOptions:
     max_steps: int | None = None  # caps the run (tests, quick checks)
     # Start the audio branch and its projection from this compact checkpoint (same audio_cfg).
     init_audio: Path | None = None
+    # Start every weight (audio, text projection, temperature) from this compact checkpoint.
+    init: Path | None = None
+    # Each batch draws this share of its clips from the recorded sources (None: as they come),
+    # so a corpus mostly synthesized still shows the audio branch recorded sound at every step.
+    recorded_share: float | None = None
     config: dict[str, Any] = field(default_factory=sentence_clap_config)
 
 
@@ -241,6 +246,17 @@ def _init_audio(model: torch.nn.Module, config: dict[str, Any], checkpoint: Path
     log.info("audio branch starts from %s (%d tensors)", checkpoint, len(audio))
 
 
+def _init_all(model: torch.nn.Module, config: dict[str, Any], checkpoint: Path) -> None:
+    """Copy every weight of a compact checkpoint of the same config into `model`."""
+    from generative.clap.load import load_clap, read_compact_config
+    from generative.clap.model import ClapLoadError
+
+    if read_compact_config(checkpoint) != config:
+        raise ClapLoadError(f"{checkpoint} has another config: its weights do not fit")
+    model.load_state_dict(load_clap(checkpoint).module.state_dict())
+    log.info("every weight starts from %s", checkpoint)
+
+
 def _fit_spec_augment(model: torch.nn.Module, audio_cfg: dict[str, Any]) -> None:
     """laion-clap's SpecAugment drops up to 64 frames twice, sized for 10 s windows of 1001
     frames; keep the same share of a shorter window (and valid for one under 64 frames)."""
@@ -274,6 +290,9 @@ class Trainer:
         self.model = build_random_clap(self.config, opts.seed).train()
         if opts.init_audio is not None:
             _init_audio(self.model, self.config, Path(opts.init_audio))
+        if opts.init is not None:
+            _init_all(self.model, self.config, Path(opts.init))
+        self.recorded = np.flatnonzero([c.source == "recorded" for c in clips])
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         _fit_spec_augment(self.model, self.config["audio_cfg"])
         self.audio_input = waveform_input(self.config["audio_cfg"])
@@ -322,11 +341,10 @@ class Trainer:
         while step < self.total:
             if step and self.val and step % self.opts.val_every:
                 self.validate(step)
-            order = self.rng.permutation(len(self.clips))
-            for b in range(self.steps_per_epoch):
+            for indices in self.epoch_batches(batch):
                 if step >= self.total:
                     break
-                self.losses.append(self.step(order[b * batch : (b + 1) * batch], step))
+                self.losses.append(self.step(indices, step))
                 step += 1
                 if self.val and step % self.opts.val_every == 0 and step < self.total:
                     self.validate(step)
@@ -343,6 +361,27 @@ class Trainer:
         if self.val:
             self.validate(step)
         return minutes
+
+    def epoch_batches(self, batch: int) -> list[np.ndarray]:
+        """One epoch's batches: a seeded permutation of the clips, or with `recorded_share`
+        that share of each batch from the recorded clips (cycled) and the rest from the others."""
+        share = self.opts.recorded_share
+        if share is None or not len(self.recorded):
+            order = self.rng.permutation(len(self.clips))
+            return [order[b * batch : (b + 1) * batch] for b in range(self.steps_per_epoch)]
+        take = max(1, min(batch - 1, round(share * batch)))
+        others = np.setdiff1d(np.arange(len(self.clips)), self.recorded)
+        cycles = -(-self.steps_per_epoch * take // len(self.recorded))
+        recorded = np.concatenate([self.rng.permutation(self.recorded) for _ in range(cycles)])
+        rest = self.rng.permutation(others)
+        rest = np.resize(rest, self.steps_per_epoch * (batch - take))
+        return [
+            np.concatenate([
+                recorded[b * take : (b + 1) * take],
+                rest[b * (batch - take) : (b + 1) * (batch - take)],
+            ])
+            for b in range(self.steps_per_epoch)
+        ]  # fmt: skip
 
     def validate(self, step: int) -> None:
         """Retrieval on a few val clips (whole clips, deterministic windows), for the log."""

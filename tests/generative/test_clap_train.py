@@ -283,3 +283,37 @@ def test_sentence_encoder_graph_gives_the_eager_models_numbers() -> None:
             eager = encoder.model(**batch).last_hidden_state
             graph = encoder._forward(batch["input_ids"], batch["attention_mask"])
         torch.testing.assert_close(graph, eager, rtol=0, atol=1e-5)
+
+
+def test_recorded_share_puts_that_share_of_recorded_clips_in_every_batch(corpus: Path) -> None:
+    from dataclasses import replace
+
+    from generative.clap.train import Trainer, TrainOptions
+
+    clips = [c for c in read_manifest(corpus) if c.split == "train"]
+    clips = [replace(c, source="recorded" if i % 4 == 0 else "procedural")
+             for i, c in enumerate(clips)]  # fmt: skip
+    opts = TrainOptions(config=tiny_clap_config(), batch_size=4, recorded_share=0.5, val_clips=0)
+    batches = Trainer(clips, opts).epoch_batches(4)
+    assert len(batches) == len(clips) // 4
+    for batch in batches:
+        assert [clips[i].source for i in batch].count("recorded") == 2
+    # Without a share, an epoch is one permutation of every clip.
+    plain = Trainer(clips, TrainOptions(config=tiny_clap_config(), batch_size=4, val_clips=0))
+    assert sorted(np.concatenate(plain.epoch_batches(4))) == list(range(len(clips)))
+
+
+def test_init_starts_every_weight_from_a_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    from generative.clap.load import load_clap
+    from generative.clap.model import ClapLoadError
+    from generative.clap.train import Trainer, TrainOptions
+
+    start = quick_train(corpus, tmp_path / "a", steps=3)
+    clips = [c for c in read_manifest(corpus) if c.split == "train"]
+    trainer = Trainer(clips, TrainOptions(config=tiny_clap_config(), init=start, val_clips=0))
+    own = trainer.model.state_dict()
+    for name, tensor in load_clap(start).module.state_dict().items():
+        assert np.allclose(own[name].float().numpy(), tensor.float().numpy()), name
+    other = {**tiny_clap_config(), "joint_embed_shape": 16}
+    with pytest.raises(ClapLoadError, match="another config"):
+        Trainer(clips, TrainOptions(config=other, init=start, val_clips=0))
