@@ -52,6 +52,8 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
         extra["recorded_share"] = args.recorded_share
     if args.lr is not None:
         extra["lr"] = args.lr
+    if args.threads is not None:
+        extra["threads"] = args.threads
     if args.val_clips is not None:
         extra["val_clips"] = args.val_clips
     out = train_clap(
@@ -328,6 +330,7 @@ def add_model_commands(sub: Any) -> None:
         help="share of each batch drawn from the recorded clips (default: as they come)",
     )  # fmt: skip
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--threads", type=int, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--val-clips", type=int, help="val clips scored during training (default 400)")
     p.set_defaults(func=cmd_train_clap)
     p = train_sub.add_parser("diffatr", help="train the DiffATR reranker over CLAP features")

@@ -34,7 +34,13 @@ from generative.clap.config import (
     window_samples,
 )
 from generative.clap.eval import Clip, decode_clip, read_manifest
-from generative.clap.model import ClapModel, build_random_clap, fill_window, save_compact
+from generative.clap.model import (
+    ClapModel,
+    build_random_clap,
+    fill_window,
+    native_bf16,
+    save_compact,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -62,7 +68,7 @@ class TrainOptions:
     # Recorded field clips of these variants (plain, augmented, mixture); others always.
     variants: tuple[str, ...] | None = None
     max_clip_s: float = 20.0  # longer clips keep only their start in RAM
-    bf16: bool = True
+    bf16: bool = True  # bfloat16 autocast where the CPU computes it natively (else float32)
     # One thread: on a shared 2-core machine two threads wait on each other (measured here:
     # 1.3 CPU-s a step with one thread, 4 with two).
     threads: int = 1
@@ -296,6 +302,7 @@ class Trainer:
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         _fit_spec_augment(self.model, self.config["audio_cfg"])
         self.audio_input = waveform_input(self.config["audio_cfg"])
+        self.bf16 = opts.bf16 and native_bf16()
         self.loss = clap_module().ClipLoss()
         self.optimizer = _optimizer(self.model, opts)
         self.steps_per_epoch = len(clips) // min(opts.batch_size, len(clips))
@@ -319,7 +326,7 @@ class Trainer:
         tokens = self.captions.pick(indices, self.rng)
         for group in self.optimizer.param_groups:
             group["lr"] = _lr_at(step, self.total, self.opts)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.opts.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             audio_f, text_f, _, _, scale_a, _ = self.model(self.audio_input(audio), tokens, "cpu")
             loss = self.loss(audio_f.float(), text_f.float(), scale_a.float())
         self.optimizer.zero_grad(set_to_none=True)
@@ -485,6 +492,7 @@ def train_clap(
         "kept_step": trainer.best[1] if opts.select_best and trainer.best else trainer.total,
         "val_history": trainer.val_history,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads: {opts.threads}",
+        "precision": "bfloat16 autocast" if trainer.bf16 else "float32",
         "command": command,
     }  # fmt: skip
     out = save_compact(model, opts.config, Path(out_dir), card=model_card(opts, facts, None))
@@ -516,6 +524,14 @@ def _text_side(text: dict[str, Any]) -> str:
     )
 
 
+def _start(opts: TrainOptions) -> str:
+    if opts.init is not None:
+        return f"Every weight started from {opts.init}."
+    if opts.init_audio is not None:
+        return f"Audio branch: started from {opts.init_audio}; text side as above."
+    return "Audio branch: random; text side as above."
+
+
 def _summary(opts: TrainOptions) -> str:
     return ", ".join(f"{k}={v}" for k, v in asdict(opts).items() if k != "config")
 
@@ -543,12 +559,12 @@ def model_card(opts: TrainOptions, facts: dict[str, Any], table: str | None) -> 
         f"{facts['minutes']:.1f} min on {facts['machine']} ({facts['cpu_minutes']:.0f} "
         f"CPU-minutes); final loss {facts['final_loss']:.3f}.",
         f"- Loss: laion-clap `ClipLoss`; AdamW lr {opts.lr:g}, weight decay "
-        f"{opts.weight_decay:g}, {opts.warmup_steps} warm-up steps then cosine; bfloat16 "
-        f"autocast; random crops of one window, gain ±{opts.gain_db:g} dB, a smooth random EQ "
-        f"within ±{opts.eq_db:g} dB, a synthetic room (RT60 0.1-1 s) on {opts.reverb_p:.0%} of "
-        "crops; laion-clap's SpecAugment and dropout inside PANN.",
-        f"- Audio branch: {'started from ' + str(opts.init_audio) if opts.init_audio else 'random'}"
-        "; text side as above.",
+        f"{opts.weight_decay:g}, {opts.warmup_steps} warm-up steps then cosine; "
+        f"{facts.get('precision', 'bfloat16 autocast')}; random crops of one window, gain "
+        f"±{opts.gain_db:g} dB, a smooth random EQ within ±{opts.eq_db:g} dB, a synthetic room "
+        f"(RT60 0.1-1 s) on {opts.reverb_p:.0%} of crops; laion-clap's SpecAugment and "
+        "dropout inside PANN.",
+        f"- {_start(opts)}",
         f"- Sources: {', '.join(opts.sources) if opts.sources else 'all of the corpus'}; "
         "recorded field clips: "
         f"{', '.join(opts.variants) if opts.variants is not None else 'every variant'}.",
