@@ -7,7 +7,8 @@ training clip once in a seeded order; each visit takes a seeded random crop of o
 shorter clip is repeat-padded, as at inference) with a random gain, and one of the clip's
 captions at random. The loss is laion-clap's `ClipLoss`; AdamW with a linear warm-up and a
 cosine decay. Convolutions and matmuls run in bfloat16 autocast on channels-last tensors, about
-three times faster than float32 on a CPU with AMX; the saved weights are fp16.
+three times faster than float32 on a CPU with AMX (float32 where the CPU only emulates bf16);
+the saved weights are fp16.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class TrainOptions:
     variants: tuple[str, ...] | None = None
     max_clip_s: float = 20.0  # longer clips keep only their start in RAM
     bf16: bool = True  # bfloat16 autocast where the CPU computes it natively (else float32)
-    # One thread: on a shared 2-core machine two threads wait on each other (measured here:
-    # 1.3 CPU-s a step with one thread, 4 with two).
+    # One thread: on a shared 2-core machine two threads wait on each other (measured on an
+    # AMX CPU: 1.3 CPU-s a step with one thread, 4 with two). With the machine to itself two
+    # help (AVX2-only CPU, float32: 7.3 s a step with one thread, 4.6 s with two).
     threads: int = 1
     log_every: int = 25
     val_clips: int = 400  # val clips scored during training (0: none), half recorded if any
