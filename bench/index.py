@@ -10,11 +10,12 @@ Clips are rendered by the corpus's procedural synthesizer (bench/library.py), as
 2. library: `index_library` (hash, decode, embed, catalog write) over a folder of the clips.
 3. uploads: a real `foley serve` with its job worker on a fresh data dir, the clips posted
    in one request; clips/s from the post to the last job's success. Run with
-   `FOLEY_UPLOAD_BATCH_SIZE=1` (a job task per file, the old path) and with the default.
+   `FOLEY_UPLOAD_BATCH_SIZE=1` (a job task per file, the old path) and with the default, and
+   the batched path with one worker pool process against the default (two on two cores).
    Besides clips/s it reports the CPU time per clip of the API and of the job worker (its
    main and pool processes), which a busy machine does not inflate the way it does wall time.
 
-    python -m bench.index [--clips 64] [--upload-clips 48] [--seconds 5]
+    python -m bench.index [--clips 64] [--upload-clips 96] [--seconds 5]
 
 Prints a table and writes bench/results/index.json.
 """
@@ -113,21 +114,23 @@ def library_path(clips: list[tuple[str, bytes]], batch: int) -> dict[str, Any]:
     return {"library_clips_per_s": len(clips) / elapsed}
 
 
-def uploads(clips: list[tuple[str, bytes]], batch_size: int) -> dict[str, Any]:
+def uploads(clips: list[tuple[str, bytes]], batch_size: int, processes: int) -> dict[str, Any]:
     import httpx
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         env = {
             "FOLEY_UPLOAD_BATCH_SIZE": str(batch_size),
+            "FOLEY_WORKER_CONCURRENCY": str(processes),
             "FOLEY_RATE_LIMIT_UPLOADS": "",
             "FOLEY_API_KEYS": "",
         }
         server = Server(data_dir, env, worker=True)
         try:
             with httpx.Client(base_url=server.base, timeout=300) as client:
-                # One job first, so the worker has loaded its models before the clock starts.
-                _post_and_wait(client, wav_clips(1, 1.0, seed=99))
+                # Two tasks first, so that each pool process (two on two cores or more) has
+                # loaded its models and run them once before the clock starts.
+                _post_and_wait(client, wav_clips(2 * batch_size, 1.0, seed=99))
                 cpu_before = server.tree_cpu_s()
                 started = time.perf_counter()
                 statuses = _post_and_wait(client, clips)
@@ -139,12 +142,13 @@ def uploads(clips: list[tuple[str, bytes]], batch_size: int) -> dict[str, Any]:
     cpu = {pid: cpu_after.get(pid, 0.0) - cpu_before.get(pid, 0.0) for pid in cpu_after}
     return {
         "upload_batch_size": batch_size,
+        "worker_processes": processes,
         "clips": len(clips),
         "succeeded": statuses.count("succeeded"),
         "total_s": elapsed,
         "clips_per_s": len(clips) / elapsed,
         # CPU time per clip, whatever else the machine runs: the API process, and the job
-        # worker with its pool process
+        # worker with its pool processes
         "api_cpu_ms_per_clip": 1000 * cpu.get(api, 0.0) / len(clips),
         "worker_cpu_ms_per_clip": 1000 * sum(v for p, v in cpu.items() if p != api) / len(clips),
     }
@@ -171,7 +175,7 @@ def _post_and_wait(client: Any, clips: list[tuple[str, bytes]]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=64)
-    parser.add_argument("--upload-clips", type=int, default=48)
+    parser.add_argument("--upload-clips", type=int, default=96)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=16, help="clips per embedding batch")
     parser.add_argument("--skip-uploads", action="store_true")
@@ -189,9 +193,14 @@ def main() -> None:
     result.update(library_path(clips, args.batch))
     result["uploads"] = []
     if not args.skip_uploads:
-        for size, seed in ((1, 1), (16, 2)):
+        from core.config import get_settings
+
+        # A task per file, then batches of 16 with one pool process (the baseline) and with
+        # the default (two on two cores or more).
+        processes = get_settings().worker_processes
+        for size, pool, seed in ((1, processes, 1), (16, 1, 2), (16, processes, 3)):
             upload_clips = wav_clips(args.upload_clips, args.seconds, seed=seed)
-            result["uploads"].append(uploads(upload_clips, size))
+            result["uploads"].append(uploads(upload_clips, size, pool))
     print()
     print(f"{args.clips} clips of {args.seconds:g} s, {result['cpus']} CPUs, "
           f"torch threads {result['torch_threads']}, CLAP {result['clap']}, "
@@ -206,7 +215,8 @@ def main() -> None:
     ):
         print(f"{key.removesuffix('_clips_per_s'):34} {result[key]:8.1f}")
     for row in result["uploads"]:
-        label = f"uploads, batch {row['upload_batch_size']} ({row['clips']} clips)"
+        label = (f"uploads, batch {row['upload_batch_size']}, {row['worker_processes']} "
+                 f"pool process{'es' if row['worker_processes'] > 1 else ''}")  # fmt: skip
         api, worker = row["api_cpu_ms_per_clip"], row["worker_cpu_ms_per_clip"]
         print(
             f"{label:34} {row['clips_per_s']:8.1f}  CPU ms/clip: API {api:.0f}, worker {worker:.0f}"

@@ -26,6 +26,14 @@ class ConfigError(ValueError):
     """A setting has a value Foley cannot run with."""
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FOLEY_", extra="ignore")
 
@@ -119,7 +127,10 @@ class Settings(BaseSettings):
     # Prefix for every key Foley's Celery writes to Redis, so deployments can share one.
     broker_key_prefix: str = ""
     worker_queues: str = "cpu,gpu"
-    worker_concurrency: int = 1
+    # Pool processes of a worker; 0: on the embedded queue two where the machine has two
+    # cores or more, so one job's Python work (claims, decoding, catalog writes) runs beside
+    # another's model pass; with a broker one (run a worker per core instead, see README).
+    worker_concurrency: int = 0
     # A task is killed after this long; the broker must not hand it to another worker
     # before then, so the visibility timeout is longer.
     job_time_limit_s: int = 6 * 3600
@@ -157,7 +168,6 @@ class Settings(BaseSettings):
         "search_batch_size",
         "search_queue_size",
         "upload_batch_size",
-        "worker_concurrency",
         "job_time_limit_s",
         "index_hnsw_m",
         "index_hnsw_ef_construct",
@@ -176,7 +186,7 @@ class Settings(BaseSettings):
             raise ValueError("must not be negative")
         return value
 
-    @field_validator("scan_batch_files")
+    @field_validator("scan_batch_files", "worker_concurrency")
     @classmethod
     def _not_negative_int(cls, value: int) -> int:
         if value < 0:
@@ -323,6 +333,16 @@ class Settings(BaseSettings):
     @property
     def worker_queue_list(self) -> list[str]:
         return self.worker_queues.split(",")
+
+    @property
+    def worker_processes(self) -> int:
+        """A worker's pool processes: `worker_concurrency`, or with 0 on the embedded queue
+        two where this process may run on two cores or more (one on a single core), and one
+        with a broker: with two pool processes a worker consuming Redis was seen to stop for
+        good when the broker restarted (Celery's "Unrecoverable error" on reconnecting)."""
+        if self.worker_concurrency:
+            return self.worker_concurrency
+        return min(2, usable_cores()) if self.broker_is_embedded else 1
 
     @property
     def library_root_list(self) -> list[Path]:

@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         from workers.supervisor import WorkerSupervisor
 
         supervisor = WorkerSupervisor(
-            settings.worker_queue_list, concurrency=settings.worker_concurrency
+            settings.worker_queue_list, concurrency=settings.worker_processes
         )
         supervisor.start()
     print(f"Foley is serving http://{host}:{port}/api (Ctrl-C stops)")
@@ -84,7 +84,9 @@ def add_service_commands(sub: Any) -> None:
 
     p = sub.add_parser("worker", help="run a job worker (scale-out: one per queue and machine)")
     p.add_argument("--queues", help="comma-separated: cpu, gpu (default FOLEY_WORKER_QUEUES)")
-    p.add_argument("--concurrency", type=int, help="pool processes (default 1)")
+    p.add_argument(
+        "--concurrency", type=int, help="pool processes (default FOLEY_WORKER_CONCURRENCY)"
+    )
     p.add_argument("--hostname", help="Celery node name, e.g. gpu1@%%h")
     p.add_argument("--exit-with-parent", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.config import Settings, get_settings
+from core.config import Settings, get_settings, usable_cores
 
 if TYPE_CHECKING:
     from generative.captioner.pipeline import Captioner
@@ -28,16 +28,10 @@ _lock = threading.Lock()
 def torch_threads(settings: Settings | None = None, processes: int = 1) -> int:
     """How many threads one model call may use: `FOLEY_TORCH_THREADS`, or the CPU cores this
     process may run on, shared among `processes` that run models side by side."""
-    import os
-
     settings = settings or get_settings()
     if settings.torch_threads:
         return settings.torch_threads
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, processes))
+    return max(1, usable_cores() // max(1, processes))
 
 
 def configure_torch(settings: Settings | None = None, processes: int = 1) -> int:

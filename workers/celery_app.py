@@ -121,13 +121,18 @@ def _preload_model_code(**_: Any) -> None:
         log.warning("could not preload the model code; each pool process imports it", exc_info=True)
 
 
+# How many pool processes this worker runs (`run_worker`): they share the cores.
+_pool_processes = 0
+
+
 @worker_process_init.connect
 def _load_models(**_: Any) -> None:
     try:
         from generative.registry import configure_torch
 
         context = worker_context()
-        configure_torch(context.settings, processes=context.settings.worker_concurrency)
+        processes = _pool_processes or context.settings.worker_processes
+        configure_torch(context.settings, processes=processes)
         model = context.model
         captioner, status = context.captioner()
         log.info(
@@ -204,10 +209,12 @@ def run_worker(
     if not queues or unknown:
         raise ValueError(f"queues must be among {', '.join(QUEUES)}; got {','.join(queues)}")
     settings.ensure_dirs()
+    global _pool_processes
+    _pool_processes = concurrency or settings.worker_processes  # the forked pool reads it
     argv = [
         "worker",
         f"--queues={','.join(queues)}",
-        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--concurrency={_pool_processes}",
         "--pool=prefork",
         f"--loglevel={loglevel}",
         "--without-gossip",

@@ -181,21 +181,28 @@ class AutoCap(nn.Module):
         """(R,) mean log-probability per token of each row of `labels` (R, L) (<s> ... </s>,
         padding -100) given batch item `rows[r]`, teacher-forced; the encoder runs once per
         item, however many rows it has."""
-        from transformers.modeling_outputs import BaseModelOutput
+        from transformers.models.bart.modeling_bart import shift_tokens_right
 
         embeds, mask = self.encoder_inputs(
             batch["frames"], batch["frame_mask"], batch["clap"], batch["meta_ids"],
             batch["meta_mask"],
         )  # fmt: skip
         hidden = self.bart.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
-        encoded = BaseModelOutput(last_hidden_state=hidden.last_hidden_state[rows])  # (R, S, d)
         labels = labels[:, 1:].contiguous()  # (R, L - 1)
-        logits = self.bart(encoder_outputs=encoded, attention_mask=mask[rows],
-                           labels=labels).logits  # fmt: skip
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L - 1, V)
+        # The decoder reads the labels shifted right behind <s>, as BART does given labels
+        # (but no loss is computed, and logits only at the real tokens, not the padding).
+        inputs = shift_tokens_right(labels, self.config.pad_id, self.config.bos_id)
+        decoded = self.bart.get_decoder()(
+            input_ids=inputs,
+            encoder_hidden_states=hidden.last_hidden_state[rows],  # (R, S, d)
+            encoder_attention_mask=mask[rows],
+        ).last_hidden_state  # (R, L - 1, d)
         real = labels != -100
-        picked = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0] * real
-        return picked.sum(dim=1) / real.sum(dim=1).clamp(min=1)
+        logits = self.bart.lm_head(decoded[real]) + self.bart.final_logits_bias  # (n, V)
+        picked = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels[real][:, None])[:, 0]
+        owner = torch.arange(len(labels), device=labels.device)[:, None].expand_as(labels)[real]
+        total = torch.zeros(len(labels), device=picked.device).index_add_(0, owner, picked)
+        return total / real.sum(dim=1).clamp(min=1)
 
     @torch.no_grad()
     def generate(

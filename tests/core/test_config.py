@@ -47,3 +47,18 @@ def test_production_needs_real_keys_and_absolute_data_dir() -> None:
         Settings(environment="production", data_dir=Path("rel"), api_keys="k1")
     ok = Settings(environment="production", data_dir=Path("/srv/foley"), api_keys="k1, k2")
     assert ok.api_key_set == {"k1", "k2"}
+
+
+def test_worker_pool_processes_follow_the_cores_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for cores, processes in ((1, 1), (2, 2), (16, 2)):
+        monkeypatch.setattr("core.config.usable_cores", lambda n=cores: n)
+        assert Settings().worker_processes == processes  # the embedded queue
+        assert Settings(broker_url="redis://127.0.0.1:6379/0").worker_processes == 1
+    monkeypatch.setenv("FOLEY_WORKER_CONCURRENCY", "3")
+    assert get_settings().worker_processes == 3
+    get_settings.cache_clear()
+    monkeypatch.setenv("FOLEY_WORKER_CONCURRENCY", "-1")
+    with pytest.raises(ConfigError, match="FOLEY_WORKER_CONCURRENCY"):
+        get_settings()
