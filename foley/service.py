@@ -41,7 +41,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         supervisor.start()
     print(f"Foley is serving http://{host}:{port}/api (Ctrl-C stops)")
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings, serving=True), host=host, port=port, log_level="info")
     finally:
         if supervisor is not None:
             print("stopping the job worker")

@@ -158,3 +158,21 @@ def test_search_page_is_served(client: TestClient) -> None:
     assert '<script src="/static/app.js"' in page.text
     script = client.get("/static/app.js")
     assert script.status_code == 200 and "/api/search" in script.text
+
+
+def test_a_serving_app_tunes_the_garbage_collector_once_started(foley: Foley) -> None:
+    import gc
+
+    from search.api.main import SERVING_GC_THRESHOLDS, create_app
+
+    before = gc.get_threshold()
+    try:
+        with TestClient(create_app(foley=foley, serving=True)) as client:
+            assert client.get("/api/health").status_code == 200
+            assert gc.get_threshold() == SERVING_GC_THRESHOLDS
+            assert gc.get_freeze_count() > 0  # what start-up loaded is out of the collector's way
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    with TestClient(create_app(foley=foley)):
+        assert gc.get_threshold() == before  # tests and embedding apps keep the defaults
