@@ -56,8 +56,8 @@ def _warn_if_open(settings: Settings) -> None:
 # and young collections run every 20,000 allocations instead of 700. Each search allocates
 # thousands of short-lived objects; with the defaults, collections that walked the loaded
 # models' objects stalled every request thread at once. Measured with `bench.load` at 32
-# clients with reranking (10,000 sounds, 2 cores): p99 599-823 ms in four runs with the
-# defaults, 316-371 ms in six runs with the collector tuned (p95 264-319 against 301-742).
+# clients with reranking (10,000 sounds, 2 cores): p99 573-823 ms in eight runs with the
+# defaults, 316-371 ms in six runs with the collector tuned (p95 244-742 against 264-319).
 SERVING_GC_THRESHOLDS = (20_000, 20, 20)
 
 
@@ -72,9 +72,9 @@ def tune_gc_for_serving() -> None:
 def create_app(
     settings: Settings | None = None, foley: Foley | None = None, *, serving: bool = False
 ) -> FastAPI:
-    """The app; `serving` (the `foley serve` process) also tunes the garbage collector once
-    the models are loaded (`tune_gc_for_serving`)."""
-    """An app that opens Foley at start-up, or uses the one given (and leaves it open)."""
+    """An app that opens Foley at start-up, or uses the one given (and leaves it open).
+    `serving` (the `foley serve` process) also tunes the garbage collector once the models
+    are loaded (`tune_gc_for_serving`)."""
     effective = foley.settings if foley is not None else settings or get_settings()
     install_log_redaction(effective)
 
