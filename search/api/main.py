@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,8 +63,6 @@ SERVING_GC_THRESHOLDS = (20_000, 20, 20)
 
 
 def tune_gc_for_serving() -> None:
-    import gc
-
     gc.collect()
     gc.freeze()
     gc.set_threshold(*SERVING_GC_THRESHOLDS)
