@@ -71,15 +71,17 @@ class Deployment:
         return children_of(self.worker.pid)
 
     def busy_pool_pid(self, samples: int = 20) -> int:
-        """The pool process that is computing (the others wait for a task): the one found
-        running most often over `samples` looks, 5 ms apart."""
+        """The pool process that is computing (the others wait for a task): over `samples`
+        looks 5 ms apart, the one that gained the most CPU time, then was found running most
+        often (a loaded machine can leave the busy one waiting for a core at every look)."""
         pids = self.pool_pids()
+        ticks = {pid: cpu_ticks(pid) for pid in pids}
         running = dict.fromkeys(pids, 0)
         for _ in range(samples):
             for pid in pids:
                 running[pid] += process_state(pid) == "R"
             time.sleep(0.005)
-        return max(pids, key=running.__getitem__)
+        return max(pids, key=lambda pid: (cpu_ticks(pid) - ticks[pid], running[pid]))
 
     def kill_worker(self) -> None:
         """SIGKILL the worker's main process and its pool processes at once."""
@@ -217,6 +219,12 @@ def process_state(pid: int) -> str:
     """A process's state letter (R running, S sleeping, ...); empty once it is gone."""
     fields = _stat_fields(pid)
     return fields[0] if fields else ""
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process, in clock ticks (0 once it is gone)."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0
 
 
 def children_of(pid: int) -> list[int]:
