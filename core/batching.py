@@ -38,9 +38,10 @@ class MicroBatcher(Generic[T, R]):
         max_wait_s: float = 0.002,
         name: str = "batcher",
         on_start: Callable[[], None] | None = None,
+        workers: int = 1,
     ) -> None:
-        if max_batch < 1 or max_wait_s < 0:
-            raise ValueError("max_batch must be at least 1 and max_wait_s at least 0")
+        if max_batch < 1 or max_wait_s < 0 or workers < 1:
+            raise ValueError("max_batch and workers must be at least 1, max_wait_s at least 0")
         self._run = run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -51,8 +52,12 @@ class MicroBatcher(Generic[T, R]):
         self._flush = False
         self.batches = 0  # how many model calls ran (and `items`, over how many items)
         self.items = 0
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, item: T) -> R:
         """The result of `run` for this item, computed in some batch; its exception if it failed."""
@@ -72,14 +77,16 @@ class MicroBatcher(Generic[T, R]):
         one else is coming)."""
         with self._cond:
             self._flush = True
-            self._cond.notify()
+            self._cond.notify_all()
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Run what is waiting, then stop the worker."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=timeout_s)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _next_batch(self) -> list[tuple[T, Future[R]]]:
         with self._cond:
@@ -116,7 +123,8 @@ class MicroBatcher(Generic[T, R]):
                 for _, fut in live:
                     fut.set_exception(exc)
                 continue
-            self.batches += 1
-            self.items += len(live)
+            with self._cond:
+                self.batches += 1
+                self.items += len(live)
             for (_, fut), result in zip(live, results, strict=True):
                 fut.set_result(result)

@@ -80,12 +80,14 @@ class Settings(BaseSettings):
     # 0: one per CPU core this process may run on.
     torch_threads: int = 0
 
-    # Text searches that arrive within `search_batch_wait_ms` of each other share one CLAP
-    # text pass and one DiffATR pass (at most `search_batch_size` model calls per batch);
-    # false: every request runs its own (the baseline `bench/load.py` measures).
+    # Text searches that arrive within `search_batch_wait_ms` of each other run together (at
+    # most `search_batch_size` per batch): one CLAP text pass, one index call, one catalog
+    # session, one DiffATR pass per list length, on `search_workers` threads that each take
+    # the next batch; false: every request runs its own (the baseline `bench/load.py` measures).
     search_batching: bool = True
     search_batch_size: int = 32
     search_batch_wait_ms: float = 2.0
+    search_workers: int = 2
     # Text searches in flight (running or waiting) past which the API answers 503 with
     # Retry-After instead of queueing more: a waiting search should be answered well before
     # a client gives up (64 at the slowest rate measured, 4 q/s, is 16 s of queue).
@@ -166,6 +168,7 @@ class Settings(BaseSettings):
         "clap_batch_size",
         "caption_batch_size",
         "search_batch_size",
+        "search_workers",
         "search_queue_size",
         "upload_batch_size",
         "job_time_limit_s",

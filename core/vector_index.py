@@ -108,6 +108,15 @@ class SearchFilter:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Query:
+    """One search of a batch (`search_many`): a vector, how many hits, a filter."""
+
+    vector: np.ndarray
+    k: int
+    flt: SearchFilter | None = None
+
+
 class VectorIndex(Protocol):
     dim: int
 
@@ -121,6 +130,7 @@ class VectorIndex(Protocol):
         *,
         with_payload: bool = True,
     ) -> list[SearchHit]: ...
+    def search_many(self, queries: Sequence[Query]) -> list[list[SearchHit]]: ...
     def count(self) -> int: ...
     def ids(self) -> set[int]: ...
     def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]: ...
@@ -308,26 +318,40 @@ class EdgeVectorIndex:
         """The k nearest points, best first. `with_payload=False` (a search that reads the
         catalog anyway) leaves each hit's payload empty: converting 64 payloads into Python
         dicts cost more than the query."""
-        _check_k(k)
-        conditions = _conditions(flt, edge.FieldCondition, edge.MatchValue, edge.RangeFloat)
+        points = self._shard.query(self._request(Query(vector, k, flt), with_payload))
+        if not with_payload:
+            return [SearchHit(int(p.id), float(p.score), {}) for p in points]
+        return [SearchHit(int(p.id), float(p.score), p.payload or {}) for p in points]
+
+    def search_many(self, queries: Sequence[Query]) -> list[list[SearchHit]]:
+        """Several searches in one call, hits without payloads: Qdrant plans them as one batch
+        (one pass over the segments), 0.62 instead of 0.92 ms a query for 16 exact searches
+        over 10,000 sounds."""
+        if not queries:
+            return []
+        batch = edge.QueryBatchRequest([self._request(q, False) for q in queries])
+        return [
+            [SearchHit(int(p.id), float(p.score), {}) for p in points]
+            for points in self._shard.query_batch(batch)
+        ]
+
+    def _request(self, query: Query, with_payload: bool) -> edge.QueryRequest:
+        _check_k(query.k)
+        conditions = _conditions(query.flt, edge.FieldCondition, edge.MatchValue, edge.RangeFloat)
         if self._count is None:
             self._count = self.count()
-        request = edge.QueryRequest(
-            limit=k,
+        return edge.QueryRequest(
+            limit=query.k,
             params=edge.SearchParams(
-                hnsw_ef=self.ann.ef(k),
+                hnsw_ef=self.ann.ef(query.k),
                 exact=self.ann.exact(self._count),
                 quantization=_edge_rescoring(self.ann),
             ),
-            query=edge.Query.Nearest(_vector_list(vector, self.dim), using=VECTOR_NAME),
+            query=edge.Query.Nearest(_vector_list(query.vector, self.dim), using=VECTOR_NAME),
             filter=edge.Filter(must=conditions) if conditions else None,
             with_payload=with_payload,
             with_vector=False,
         )
-        points = self._shard.query(request)
-        if not with_payload:
-            return [SearchHit(int(p.id), float(p.score), {}) for p in points]
-        return [SearchHit(int(p.id), float(p.score), p.payload or {}) for p in points]
 
     def count(self) -> int:
         return int(self._shard.count(edge.CountRequest()))
@@ -459,23 +483,46 @@ class ServerVectorIndex:
         *,
         with_payload: bool = True,
     ) -> list[SearchHit]:
-        from qdrant_client import models
-
-        _check_k(k)
-        conditions = _conditions(flt, models.FieldCondition, models.MatchValue, models.Range)
+        request = self._request(Query(vector, k, flt), with_payload)
         response = self._client.query_points(
             self.collection,
-            query=_vector_list(vector, self.dim),
-            using=VECTOR_NAME,
-            limit=k,
-            query_filter=models.Filter(must=conditions) if conditions else None,
-            # The server decides exact scans itself (small segments); Foley sets the beam.
-            search_params=models.SearchParams(
-                hnsw_ef=self.ann.ef(k), quantization=_server_rescoring(self.ann)
-            ),
+            query=request.query,
+            using=request.using,
+            limit=request.limit,
+            query_filter=request.filter,
+            search_params=request.params,
             with_payload=with_payload,
         )
         return [SearchHit(int(p.id), float(p.score), p.payload or {}) for p in response.points]
+
+    def search_many(self, queries: Sequence[Query]) -> list[list[SearchHit]]:
+        """Several searches in one request, hits without payloads."""
+        if not queries:
+            return []
+        responses = self._client.query_batch_points(
+            self.collection, requests=[self._request(q, False) for q in queries]
+        )
+        return [
+            [SearchHit(int(p.id), float(p.score), {}) for p in response.points]
+            for response in responses
+        ]
+
+    def _request(self, query: Query, with_payload: bool) -> Any:
+        from qdrant_client import models
+
+        _check_k(query.k)
+        conditions = _conditions(query.flt, models.FieldCondition, models.MatchValue, models.Range)
+        return models.QueryRequest(
+            query=_vector_list(query.vector, self.dim),
+            using=VECTOR_NAME,
+            limit=query.k,
+            filter=models.Filter(must=conditions) if conditions else None,
+            # The server decides exact scans itself (small segments); Foley sets the beam.
+            params=models.SearchParams(
+                hnsw_ef=self.ann.ef(query.k), quantization=_server_rescoring(self.ann)
+            ),
+            with_payload=with_payload,
+        )
 
     def count(self) -> int:
         return self._client.count(self.collection, exact=True).count

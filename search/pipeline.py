@@ -8,19 +8,21 @@ fuses the two ranked lists by reciprocal rank fusion (`search.fusion`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from core.audio import decode
 from core.catalog import Embedding, Sound
-from core.vector_index import SearchFilter
+from core.vector_index import Query, SearchFilter
 from core.words import words_search
+from search.batching import BatchedSearches
 from search.fusion import FUSION_DEPTH, reciprocal_rank_fusion
-from search.rerank import rerank_results, text_reranker, top_n
+from search.rerank import rerank_lists, text_reranker, top_n
 from search.results import Ranked, SoundResult
 from search.service import Foley
 
@@ -58,6 +60,36 @@ class TextSearch:
     missing: bool | None = None
 
 
+@dataclass(frozen=True)
+class TextRequest:
+    """One text search as asked; `text_request` builds a checked one."""
+
+    query: str
+    k: int = 10
+    flt: SearchFilter | None = None
+    rerank: bool = True
+    mode: SearchMode = SearchMode.hybrid
+
+
+def text_request(
+    query: str,
+    k: int,
+    flt: SearchFilter | None = None,
+    rerank: bool = True,
+    mode: SearchMode | str = SearchMode.hybrid,
+) -> TextRequest:
+    """A text search's parameters, checked: QueryError says what is wrong."""
+    query = query.strip()
+    if not query:
+        raise QueryError("the query text is empty: describe the sound you are looking for")
+    _check_k(k)
+    try:
+        mode = SearchMode(mode)
+    except ValueError:
+        raise QueryError(f"mode must be one of hybrid, audio, words; got {mode!r}") from None
+    return TextRequest(query, k, flt, rerank, mode)
+
+
 def find_text(
     foley: Foley,
     query: str,
@@ -71,38 +103,76 @@ def find_text(
     `audio`: the CLAP top N, reranked by DiffATR with `rerank` (when a reranker fits the
     running CLAP), best k. `words`: full-text search alone. `hybrid`: both lists, fused.
     """
-    query = query.strip()
-    if not query:
-        raise QueryError("the query text is empty: describe the sound you are looking for")
-    _check_k(k)
-    try:
-        mode = SearchMode(mode)
-    except ValueError:
-        raise QueryError(f"mode must be one of hybrid, audio, words; got {mode!r}") from None
-    if mode is SearchMode.words:
-        return TextSearch(search_words(foley, query, k, flt))
-    vector = foley.models.embed_text(query)  # micro-batched with concurrent queries
-    if mode is SearchMode.audio:
-        ranking = _rank(foley, vector, k, flt, rerank)
-        results = _with_sounds(foley, ranking.by_audio[:k])
-    else:
-        # Both lists are ranked on ids and scores; only the k fused winners' rows are read.
-        depth = max(k, FUSION_DEPTH)
-        ranking = _rank(foley, vector, depth, flt, rerank, words_query=query)
-        fused = reciprocal_rank_fusion(ranking.by_audio, ranking.by_words, limit=k)
-        results = _with_sounds(foley, fused)
-    threshold = foley.missing_threshold
-    missing = None if threshold is None else threshold.missing(ranking.best)
-    return TextSearch(results, ranking.best, missing)
+    return run_text_search(foley, text_request(query, k, flt, rerank, mode))
 
 
-def search_words(
-    foley: Foley, query: str, k: int, flt: SearchFilter | None = None
-) -> list[SoundResult]:
-    """Sounds whose title, tags or caption hold the query's words, best first (no CLAP)."""
+def run_text_search(foley: Foley, request: TextRequest) -> TextSearch:
+    """A checked search: in a batch with concurrent ones once `start_query_batching` ran (the
+    API), else at once in this thread."""
+    if foley.searches is not None:
+        return cast(TextSearch, foley.searches.search(request))
+    return find_texts(foley, [request])[0]
+
+
+def start_query_batching(foley: Foley) -> None:
+    """Micro-batch concurrent text searches (the API), unless the settings turn it off."""
+    from generative.registry import torch_threads
+
+    settings = foley.settings
+    if not settings.search_batching or foley.searches is not None:
+        return
+    foley.searches = BatchedSearches(
+        lambda requests: find_texts(foley, requests),
+        max_batch=settings.search_batch_size,
+        max_wait_s=settings.search_batch_wait_ms / 1000,
+        # The search workers share the cores with the event loop (HTTP and JSON): half of them
+        # each by default. On 2 cores a second torch thread cost 20 % more CPU per batch,
+        # spinning and waiting for a core that other work was using.
+        torch_threads=torch_threads(settings, processes=2),
+        workers=settings.search_workers,
+    )
+
+
+def warm_up(foley: Foley) -> None:
+    """One search before the first caller's, so that no caller waits for the models'
+    first-pass set-up (the text encoder's graph is traced then: about a second)."""
+    find_text(foley, "warm up", 1)
+
+
+def find_texts(foley: Foley, requests: Sequence[TextRequest]) -> list[TextSearch]:
+    """Checked text searches run together, each with the results it gets alone: one CLAP text
+    pass, the index searches under one hold of its lock, one catalog session, one DiffATR pass
+    per candidate-list length."""
+    with_clap = [r.query for r in requests if r.mode is not SearchMode.words]
+    # No filler rows: a batch holds a few texts, and a full one would cost several times
+    # their own pass (same vectors to about 1e-7).
+    texts: Iterator[np.ndarray] = iter(
+        foley.clap.embed_text(with_clap, fill=False) if with_clap else []
+    )
+    wanted = []
+    for r in requests:
+        vector = None if r.mode is SearchMode.words else next(texts)
+        depth = r.k if r.mode is SearchMode.audio else max(r.k, FUSION_DEPTH)
+        words = None if r.mode is SearchMode.audio else r.query
+        wanted.append(_Wanted(vector, depth, r.flt, r.rerank, words))
     with foley.catalog.session() as session:
-        ranked = _rank_by_words(session, query, k, flt)
-        return _results(session, ranked)
+        rankings = _rank_many(foley, session, wanted)
+        lists = [_final(r, ranking) for r, ranking in zip(requests, rankings, strict=True)]
+        found = _results_many(session, lists)
+    threshold = foley.missing_threshold
+    return [
+        TextSearch(results, r.best, None if threshold is None else threshold.missing(r.best))
+        for results, r in zip(found, rankings, strict=True)
+    ]
+
+
+def _final(request: TextRequest, ranking: _Ranking) -> list[Ranked]:
+    """A request's k results from its ranking: the CLAP list, the words list, or both fused."""
+    if request.mode is SearchMode.audio:
+        return ranking.by_audio[: request.k]
+    if request.mode is SearchMode.words:
+        return ranking.by_words[: request.k]
+    return reciprocal_rank_fusion(ranking.by_audio, ranking.by_words, limit=request.k)
 
 
 def search_audio(
@@ -139,7 +209,21 @@ def search_vector(
     foley: Foley, vector: np.ndarray, k: int, flt: SearchFilter | None = None, rerank: bool = False
 ) -> list[SoundResult]:
     """The sounds nearest to a CLAP vector, best first; DiffATR reranks them with `rerank`."""
-    return _with_sounds(foley, _rank(foley, vector, k, flt, rerank).by_audio[:k])
+    with foley.catalog.session() as session:
+        ranking = _rank_many(foley, session, [_Wanted(vector, k, flt, rerank, None)])[0]
+        return _results(session, ranking.by_audio[:k])
+
+
+@dataclass
+class _Wanted:
+    """What one search ranks: the CLAP list (with a vector) and the words list (with words),
+    each to `depth`."""
+
+    vector: np.ndarray | None
+    depth: int
+    flt: SearchFilter | None
+    rerank: bool
+    words: str | None
 
 
 @dataclass
@@ -149,41 +233,48 @@ class _Ranking:
     best: float | None  # the best CLAP cosine among the hits the catalog has
 
 
-def _rank(
-    foley: Foley,
-    vector: np.ndarray,
-    k: int,
-    flt: SearchFilter | None,
-    rerank: bool,
-    words_query: str | None = None,
-) -> _Ranking:
-    """The CLAP top N (reranked when asked), and with `words_query` the words list to depth k,
-    both read in one catalog session. A hit the catalog no longer has (deleted, the syncer
-    not caught up yet) is left out."""
-    reranker = text_reranker(foley)[0] if rerank else None
+def _rank_many(foley: Foley, session: Session, wanted: Sequence[_Wanted]) -> list[_Ranking]:
+    """Each search's CLAP top N (reranked when asked) and words list: the index searched under
+    one hold of its lock, the candidates' catalog rows (and vectors, to rerank) read in one
+    query. A hit the catalog no longer has (deleted, the syncer not caught up yet) is left out."""
+    clap = [w for w in wanted if w.vector is not None]
+    reranker = text_reranker(foley)[0] if any(w.rerank for w in clap) else None
+    queries = [
+        Query(w.vector, top_n(reranker if w.rerank else None, w.depth), w.flt)
+        for w in wanted
+        if w.vector is not None
+    ]
     with foley.lock:
-        hits = foley.index.search(vector, top_n(reranker, k), flt, with_payload=False)
-    ids = [hit.id for hit in hits]
+        found = iter(foley.index.search_many(queries))
+    hits = [next(found) if w.vector is not None else [] for w in wanted]
+    reranked = [reranker is not None and w.rerank for w in wanted]
+    to_rerank = {hit.id for found, r in zip(hits, reranked, strict=True) if r for hit in found}
+    plain = {hit.id for found in hits for hit in found} - to_rerank
     vectors: dict[int, np.ndarray] = {}
     present: set[int] = set()
-    by_words: list[Ranked] = []
-    if ids or words_query is not None:
-        with foley.catalog.session() as session:
-            if ids and reranker is None:
-                present = set(session.scalars(_PRESENT, {"ids": ids}))
-            elif ids:
-                vectors, present = _vectors_of_present(session, foley.clap.model_id, ids)
-            if words_query is not None:
-                by_words = _rank_by_words(session, words_query, k, flt)
-    by_audio = [
-        Ranked(hit.id, float(hit.score), clap_score=float(hit.score))
-        for hit in hits
-        if hit.id in present
+    if to_rerank:
+        vectors, present = _vectors_of_present(session, foley.clap.model_id, sorted(to_rerank))
+    if plain:
+        present.update(session.scalars(_PRESENT, {"ids": sorted(plain)}))
+    by_words = [
+        _rank_by_words(session, w.words, w.depth, w.flt) if w.words is not None else []
+        for w in wanted
     ]
-    best = by_audio[0].score if by_audio else None
-    if reranker is not None and by_audio:
-        by_audio = rerank_results(foley, reranker, vector, by_audio, vectors)
-    return _Ranking(by_audio[:k], by_words, best)
+    by_audio = [
+        [Ranked(h.id, float(h.score), clap_score=float(h.score)) for h in found if h.id in present]
+        for found in hits
+    ]
+    best = [ranked[0].score if ranked else None for ranked in by_audio]
+    lists = [i for i, ranked in enumerate(by_audio) if reranked[i] and ranked]
+    if lists:
+        assert reranker is not None
+        pairs = [(cast(np.ndarray, wanted[i].vector), by_audio[i]) for i in lists]
+        for i, ranked in zip(lists, rerank_lists(reranker, pairs, vectors), strict=True):
+            by_audio[i] = ranked
+    return [
+        _Ranking(audio[: w.depth], words, score)
+        for w, audio, words, score in zip(wanted, by_audio, by_words, best, strict=True)
+    ]
 
 
 def _vectors_of_present(
@@ -233,18 +324,21 @@ _RESULT_ROWS = select(
 ).where(_SOUNDS.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def _with_sounds(foley: Foley, ranked: Sequence[Ranked]) -> list[SoundResult]:
-    if not ranked:
-        return []
-    with foley.catalog.session() as session:
-        return _results(session, ranked)
-
-
 def _results(session: Session, ranked: Sequence[Ranked]) -> list[SoundResult]:
     """The ranked sounds with their catalog rows, in order; one deleted meanwhile is left out."""
-    if not ranked:
-        return []
-    rows = {row.id: row for row in session.execute(_RESULT_ROWS, {"ids": [r.id for r in ranked]})}
+    return _results_many(session, [ranked])[0]
+
+
+def _results_many(session: Session, lists: Sequence[Sequence[Ranked]]) -> list[list[SoundResult]]:
+    """`_results` for several lists, their catalog rows read in one query."""
+    ids = sorted({r.id for ranked in lists for r in ranked})
+    if not ids:
+        return [[] for _ in lists]
+    rows = {row.id: row for row in session.execute(_RESULT_ROWS, {"ids": ids})}
+    return [_joined(ranked, rows) for ranked in lists]
+
+
+def _joined(ranked: Sequence[Ranked], rows: Mapping[int, Row[Any]]) -> list[SoundResult]:
     return [
         SoundResult(
             id=r.id,

@@ -22,7 +22,6 @@ from search.results import Ranked, SoundResult
 
 if TYPE_CHECKING:
     from generative.diffatr.pipeline import DiffATR
-    from search.batching import QueryModels
     from search.service import Foley
 
 R = TypeVar("R", Ranked, SoundResult)
@@ -56,20 +55,12 @@ def top_n(reranker: DiffATR | None, k: int) -> int:
 
 
 def rerank_scores(
-    reranker: DiffATR,
-    query: np.ndarray,
-    audio: np.ndarray,
-    clap_scores: np.ndarray,
-    models: QueryModels | None = None,
+    reranker: DiffATR, query: np.ndarray, audio: np.ndarray, clap_scores: np.ndarray
 ) -> np.ndarray:
-    """query (D,), candidates (N, D), their CLAP scores (N,) -> final scores (N,). DiffATR runs
-    through `models` (micro-batched in the API) when given."""
+    """query (D,), candidates (N, D), their CLAP scores (N,) -> final scores (N,)."""
     if len(audio) == 0:
         return np.zeros(0)
-    if models is None:
-        probs = reranker.generate(query, audio)  # (N,), sums to 1
-    else:
-        probs = models.relevance(reranker, query, audio)
+    probs = reranker.generate(query, audio)  # (N,), sums to 1
     return reranker.scores(clap_scores, probs)
 
 
@@ -102,18 +93,38 @@ def rerank_results(
     candidates' catalog vectors when the caller already read them."""
     if vectors is None:
         vectors = candidate_vectors(foley, [r.id for r in results])
-    known = [r for r in results if r.id in vectors]
-    final = {r.id: float(r.score) for r in results}
-    if known:
-        audio = np.stack([vectors[r.id] for r in known])  # (N, D)
-        clap = np.asarray([r.score for r in known], dtype=np.float64)  # (N,)
-        scores = rerank_scores(reranker, query, audio, clap, foley.models)
-        final.update(zip((r.id for r in known), scores.tolist(), strict=True))
-    if len(known) < len(results):
-        log.warning("%d of %d candidates have no catalog vector; not reranked",
-                    len(results) - len(known), len(results))  # fmt: skip
-    rescored = [_with_score(r, final[r.id]) for r in results]
-    return sorted(rescored, key=lambda r: -r.score)
+    return rerank_lists(reranker, [(query, results)], vectors)[0]
+
+
+def rerank_lists(
+    reranker: DiffATR,
+    lists: Sequence[tuple[np.ndarray, Sequence[R]]],
+    vectors: Mapping[int, np.ndarray],
+) -> list[list[R]]:
+    """Several queries' candidate lists (query (D,), its results), each reranked as
+    `rerank_results` reranks it alone, in one DiffATR pass per list length. Each list starts
+    from the noise it would get alone, so its scores do not depend on the others."""
+    known = [[r for r in results if r.id in vectors] for _, results in lists]
+    final = [{r.id: float(r.score) for r in results} for _, results in lists]
+    by_length: dict[int, list[int]] = {}
+    for i, candidates in enumerate(known):
+        if candidates:
+            by_length.setdefault(len(candidates), []).append(i)
+    for members in by_length.values():
+        queries = np.stack([lists[i][0] for i in members])  # (B, D)
+        audio = np.stack([[vectors[r.id] for r in known[i]] for i in members])  # (B, N, D)
+        probs = reranker.generate_batch(queries, audio)  # (B, N), each row sums to 1
+        for row, i in enumerate(members):
+            clap = np.asarray([r.score for r in known[i]], dtype=np.float64)
+            scores = reranker.scores(clap, probs[row])
+            final[i].update(zip((r.id for r in known[i]), scores.tolist(), strict=True))
+    missing = sum(len(results) - len(k) for (_, results), k in zip(lists, known, strict=True))
+    if missing:
+        log.warning("%d candidates have no catalog vector; not reranked", missing)
+    return [
+        sorted((_with_score(r, scores[r.id]) for r in results), key=lambda r: -r.score)
+        for (_, results), scores in zip(lists, final, strict=True)
+    ]
 
 
 def _with_score(result: R, score: float) -> R:

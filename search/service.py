@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.audio import DecodeLimits
 from core.config import Settings
@@ -17,7 +17,7 @@ from core.db import Catalog
 from core.jobs import TRANSIENT_ERRORS
 from core.vector_index import VectorIndex, open_vector_index
 from index_builder.syncer import IndexSyncer
-from search.batching import BatchedQueryModels, QueryModels
+from search.batching import BatchedSearches
 
 if TYPE_CHECKING:
     from generative.clap.missing import MissingThreshold
@@ -39,7 +39,9 @@ class Foley:
     lock: threading.RLock = field(default_factory=threading.RLock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _models: QueryModels | None = None
+    # Concurrent text searches micro-batched (`search.pipeline.start_query_batching`), or None:
+    # each search runs in its caller's thread.
+    searches: BatchedSearches[Any, Any] | None = None
     _missing: tuple[MissingThreshold | None] | None = None  # the threshold, once looked up
 
     @classmethod
@@ -60,13 +62,6 @@ class Foley:
         return cls(settings, catalog, model, index, syncer, limits, lock=lock)
 
     @property
-    def models(self) -> QueryModels:
-        """The query-time model calls: micro-batched once `start_query_batching` ran."""
-        if self._models is None:
-            self._models = QueryModels(self.clap)
-        return self._models
-
-    @property
     def missing_threshold(self) -> MissingThreshold | None:
         """Below this best CLAP cosine a text search says the library lacks the sound: the
         settings' value, else the one calibrated for the running CLAP, else None."""
@@ -81,32 +76,10 @@ class Foley:
             )
         return self._missing[0]
 
-    def warm_up(self) -> None:
-        """One text pass before the first search, so that no caller waits for the text
-        encoder's first-pass set-up (its graph is traced then: about a second)."""
-        self.models.embed_text("warm up")
-
-    def start_query_batching(self) -> None:
-        """Micro-batch concurrent text queries (the API), unless the settings turn it off."""
-        from generative.registry import torch_threads
-
-        settings = self.settings
-        if not settings.search_batching or isinstance(self._models, BatchedQueryModels):
-            return
-        self._models = BatchedQueryModels(
-            self.clap,
-            max_batch=settings.search_batch_size,
-            max_wait_s=settings.search_batch_wait_ms / 1000,
-            # The model thread shares the cores with the request threads (HTTP, catalog,
-            # index): half of them by default. On 2 cores a second torch thread cost 20 % more
-            # CPU per batch, spinning and waiting for a core the requests were using.
-            torch_threads=torch_threads(settings, processes=2),
-        )
-
     def stop_query_batching(self) -> None:
-        models, self._models = self._models, None
-        if models is not None:
-            models.close()
+        searches, self.searches = self.searches, None
+        if searches is not None:
+            searches.close()
 
     def sync(self) -> int:
         # The syncer takes `lock` itself, around its index writes only.

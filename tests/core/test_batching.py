@@ -79,3 +79,34 @@ def test_a_batch_never_exceeds_its_size_and_flush_runs_what_waits() -> None:
     assert [f.result() for f in futures] == list(range(10))
     assert sizes == [4, 4, 2]
     batcher.close()
+
+
+def test_two_workers_run_batches_side_by_side() -> None:
+    # The first batch is held until a second batch is running on the other worker: with one
+    # worker this would never happen (the test would time out in wait_until).
+    running: list[str] = []
+    both = threading.Event()
+    lock = threading.Lock()
+
+    def run(items: list[int]) -> list[int]:
+        with lock:
+            running.append(threading.current_thread().name)
+            if len(set(running)) == 2:
+                both.set()
+        both.wait(timeout=60)
+        return [i + 1 for i in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(
+        run, max_batch=1, max_wait_s=0, name="pair", workers=2
+    )
+    first = batcher.submit_async(1)
+    wait_until(lambda: len(running) == 1, "the first batch")
+    second = batcher.submit_async(2)
+    wait_until(both.is_set, "a second batch beside the first")
+    assert (first.result(), second.result()) == (2, 3)
+    assert sorted(set(running)) == ["pair-0", "pair-1"]
+    assert (batcher.batches, batcher.items) == (2, 2)
+    batcher.close()
+    assert not any(t.is_alive() for t in batcher._threads)  # close stops every worker
+    with pytest.raises(ValueError, match="workers"):
+        MicroBatcher(run, workers=0)

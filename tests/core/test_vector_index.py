@@ -15,6 +15,7 @@ from core.vector_index import (
     EdgeVectorIndex,
     IndexedPoint,
     IndexLockedError,
+    Query,
     SearchFilter,
     ServerVectorIndex,
     VectorIndex,
@@ -71,6 +72,28 @@ def test_exact_vector_is_found_first(index: VectorIndex) -> None:
     filtered = index.search(points[4].vector, k=3, flt=SearchFilter(tags=("even",)),
                             with_payload=False)  # fmt: skip
     assert filtered and all(h.id % 2 == 0 for h in filtered)
+
+
+def test_search_many_answers_each_query_as_alone(index: VectorIndex) -> None:
+    points = _points()
+    index.upsert(points)
+    queries = [
+        Query(points[4].vector, 3),
+        Query(points[0].vector, 12, SearchFilter(tags=("even",))),
+        Query(points[7].vector, 5, SearchFilter(min_duration=3.0, max_duration=6.0)),
+        Query(points[1].vector, 4, SearchFilter(source="generated", tags=("loud",))),
+    ]
+    many = index.search_many(queries)
+    assert len(many) == len(queries)
+    for query, hits in zip(queries, many, strict=True):
+        alone = index.search(query.vector, query.k, query.flt, with_payload=False)
+        assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in alone]
+        assert all(h.payload == {} for h in hits)
+    assert [h.id for h in many[0]][0] == 5
+    assert {h.id for h in many[1]} == {2, 4, 6, 8, 10, 12}
+    assert index.search_many([]) == []
+    with pytest.raises(ValueError):
+        index.search_many([Query(points[0].vector, 0)])
 
 
 def test_upsert_twice_replaces_in_place(index: VectorIndex) -> None:

@@ -28,13 +28,11 @@ class Health(BaseModel):
 
 def _search_state(request: Request, foley: Foley) -> dict[str, object]:
     """The search queue and its micro-batching: how full, how many refused, batch sizes."""
-    from search.batching import BatchedQueryModels
-
     state: dict[str, object] = dict(request.app.state.search_queue.state())
-    models = foley.models
-    state["batching"] = isinstance(models, BatchedQueryModels)
-    if isinstance(models, BatchedQueryModels):
-        state.update(batches=models.batcher.batches, batched_calls=models.batcher.items)
+    searches = foley.searches
+    state["batching"] = searches is not None
+    if searches is not None:
+        state.update(batches=searches.batcher.batches, batched_calls=searches.batcher.items)
     return state
 
 

@@ -22,9 +22,10 @@ from search.pipeline import (
     QueryError,
     SearchMode,
     SoundResult,
-    find_text,
+    run_text_search,
     search_audio,
     search_like_sound,
+    text_request,
 )
 
 router = APIRouter(
@@ -118,7 +119,11 @@ async def search_by_text(
         if mode is SearchMode.words:
             raise QueryError("generate_if_missing needs CLAP scores: use mode hybrid or audio")
         check_key(foley.settings, presented_key(header, token))  # generating writes sounds
-    found = await run_in_threadpool(find_text, foley, q, k, flt, rerank, mode)
+    wanted = text_request(q, k, flt, rerank, mode)
+    if foley.searches is not None:  # micro-batched: no thread waits for the batch
+        found = await foley.searches.search_async(wanted)
+    else:
+        found = await run_in_threadpool(run_text_search, foley, wanted)
     data = [SoundHitPublic.model_validate(hit, from_attributes=True) for hit in found.results]
     body = TextSearchResults(
         data=data, count=len(data), best_score=found.best_score, missing=found.missing
