@@ -2,7 +2,8 @@
 
 The library is real audio (bench/library.py: synthesized clips indexed by `foley index`,
 cached under ~/.cache/foley/bench). For each server setting (`FOLEY_SEARCH_BATCHING` off,
-the baseline, then on) one `foley serve --no-worker` process answers `GET /api/search`
+the baseline; on with one search worker; on as configured by default, two workers) one
+`foley serve --no-worker` process answers `GET /api/search`
 (default mode hybrid, k 10) while 1, 8, 32 and 128 clients, each with one keep-alive
 connection, send one query after another for a fixed time, with and without DiffATR
 reranking. A 503 (the bounded search queue was full, with Retry-After) is an answer, counted
@@ -231,6 +232,7 @@ def measure(server: Server, clients: int, rerank: bool, seconds: float) -> dict[
 
 SETTINGS = {
     "baseline": {"FOLEY_SEARCH_BATCHING": "false"},
+    "batched-1": {"FOLEY_SEARCH_BATCHING": "true", "FOLEY_SEARCH_WORKERS": "1"},
     "batched": {"FOLEY_SEARCH_BATCHING": "true"},
 }
 
@@ -263,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 HEADER = (
-    f"{'setting':9} {'rerank':6} {'clients':>7} {'q/s':>7} {'p50 ms':>8} {'p95 ms':>8} "
+    f"{'setting':10} {'rerank':6} {'clients':>7} {'q/s':>7} {'p50 ms':>8} {'p95 ms':>8} "
     f"{'p99 ms':>8} {'errors':>6} {'503s':>5} {'batch':>5} {'cpu ms/q':>8}"
 )
 
@@ -271,7 +273,7 @@ HEADER = (
 def _line(row: dict[str, Any]) -> str:
     batch = f"{row['mean_batch']:5.1f}" if "mean_batch" in row else f"{'-':>5}"
     return (
-        f"{row['setting']:9} {str(row['rerank']).lower():6} {row['clients']:7d} "
+        f"{row['setting']:10} {str(row['rerank']).lower():6} {row['clients']:7d} "
         f"{row['qps']:7.1f} {row['p50_ms']:8.0f} {row['p95_ms']:8.0f} {row['p99_ms']:8.0f} "
         f"{row['errors']:6d} {row['busy_503']:5d} {batch} {row['cpu_ms_per_query']:8.0f}"
     )
@@ -282,7 +284,7 @@ def main() -> None:
     parser.add_argument("--sounds", type=int, default=10_000)
     parser.add_argument("--clients", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=8.0, help="per table row")
-    parser.add_argument("--settings", default="baseline,batched")
+    parser.add_argument("--settings", default="baseline,batched-1,batched")
     parser.add_argument("--rerank", default="true,false", help="with and/or without DiffATR")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument(

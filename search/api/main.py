@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -62,30 +61,20 @@ def _warn_if_open(settings: Settings) -> None:
 # clients with reranking (10,000 sounds, 2 cores): p99 573-823 ms in eight runs with the
 # defaults, 316-371 ms in six runs with the collector tuned (p95 244-742 against 264-319).
 SERVING_GC_THRESHOLDS = (20_000, 20, 20)
-# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
-# The search threads' model calls (torch) and catalog reads (sqlite3) give the GIL up around
-# every operation and wait to get it back; while the event loop or another search thread ran
-# Python, each wait could last the whole interval. Measured in one process with a thread
-# spinning in Python beside it: a DiffATR pass over 16 lists went from 16 ms alone to 817 ms
-# at 5 ms, 94 ms at 0.5 ms and 33 ms at 0.1 ms; a CLAP text pass over 16 queries from 45 ms
-# to 330, 73 and 52 ms.
-SERVING_SWITCH_INTERVAL_S = 0.0001
 
 
-def tune_for_serving() -> None:
-    """The collector and the GIL's switch interval, set for a serving process."""
+def tune_gc_for_serving() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*SERVING_GC_THRESHOLDS)
-    sys.setswitchinterval(SERVING_SWITCH_INTERVAL_S)
 
 
 def create_app(
     settings: Settings | None = None, foley: Foley | None = None, *, serving: bool = False
 ) -> FastAPI:
     """An app that opens Foley at start-up, or uses the one given (and leaves it open).
-    `serving` (the `foley serve` process) also tunes the garbage collector and the GIL's
-    switch interval once the models are loaded (`tune_for_serving`)."""
+    `serving` (the `foley serve` process) also tunes the garbage collector once the models
+    are loaded (`tune_gc_for_serving`)."""
     effective = foley.settings if foley is not None else settings or get_settings()
     install_log_redaction(effective)
 
@@ -107,7 +96,7 @@ def create_app(
         app.state.queue = JobQueue(app.state.foley.settings)
         app.state.rate_limits = RateLimits(app.state.foley.settings)
         if serving:
-            tune_for_serving()
+            tune_gc_for_serving()
         try:
             yield
         finally:

@@ -160,23 +160,19 @@ def test_search_page_is_served(client: TestClient) -> None:
     assert script.status_code == 200 and "/api/search" in script.text
 
 
-def test_a_serving_app_tunes_the_collector_and_the_gil_once_started(foley: Foley) -> None:
+def test_a_serving_app_tunes_the_garbage_collector_once_started(foley: Foley) -> None:
     import gc
-    import sys
 
-    from search.api.main import SERVING_GC_THRESHOLDS, SERVING_SWITCH_INTERVAL_S, create_app
+    from search.api.main import SERVING_GC_THRESHOLDS, create_app
 
-    before, interval = gc.get_threshold(), sys.getswitchinterval()
+    before = gc.get_threshold()
     try:
         with TestClient(create_app(foley=foley, serving=True)) as client:
             assert client.get("/api/health").status_code == 200
             assert gc.get_threshold() == SERVING_GC_THRESHOLDS
             assert gc.get_freeze_count() > 0  # what start-up loaded is out of the collector's way
-            assert sys.getswitchinterval() == pytest.approx(SERVING_SWITCH_INTERVAL_S)
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
-        sys.setswitchinterval(interval)
     with TestClient(create_app(foley=foley)):
         assert gc.get_threshold() == before  # tests and embedding apps keep the defaults
-        assert sys.getswitchinterval() == interval
