@@ -152,7 +152,8 @@ def find_texts(foley: Foley, requests: Sequence[TextRequest]) -> list[TextSearch
     wanted = []
     for r in requests:
         vector = None if r.mode is SearchMode.words else next(texts)
-        depth = r.k if r.mode is SearchMode.audio else max(r.k, FUSION_DEPTH)
+        # Hybrid ranks both lists deeper than k, for fusion to choose from.
+        depth = max(r.k, FUSION_DEPTH) if r.mode is SearchMode.hybrid else r.k
         words = None if r.mode is SearchMode.audio else r.query
         wanted.append(_Wanted(vector, depth, r.flt, r.rerank, words))
     with foley.catalog.session() as session:
@@ -245,8 +246,8 @@ def _rank_many(foley: Foley, session: Session, wanted: Sequence[_Wanted]) -> lis
         if w.vector is not None
     ]
     with foley.lock:
-        found = iter(foley.index.search_many(queries))
-    hits = [next(found) if w.vector is not None else [] for w in wanted]
+        answers = iter(foley.index.search_many(queries))
+    hits = [next(answers) if w.vector is not None else [] for w in wanted]
     reranked = [reranker is not None and w.rerank for w in wanted]
     to_rerank = {hit.id for found, r in zip(hits, reranked, strict=True) if r for hit in found}
     plain = {hit.id for found in hits for hit in found} - to_rerank
