@@ -1,11 +1,12 @@
 """Micro-batching: many threads' small model calls become one call over a batch.
 
-Callers block in `submit` while one worker thread runs the model: it takes whatever is
-waiting (up to `max_batch` items), gives the first item's stragglers `max_wait_s` to arrive,
-runs one call over all of them and hands each caller its own result. While that call runs,
-the next requests pile up and form the next batch, so under load batches grow on their own
-and the wait only matters when the worker was idle. One batch runs at a time: the model
-never sees two threads at once, and torch's own threads are not fought over.
+Callers block in `submit` (or await `submit_async`'s future) while a worker thread runs the
+call: it takes whatever is waiting (up to `max_batch` items), gives the first item's
+stragglers `max_wait_s` to arrive, runs one call over all of them and hands each caller its
+own result. While that call runs, the next requests pile up and form the next batch, so under
+load batches grow on their own and the wait only matters when a worker was idle. With one
+worker (the default) one batch runs at a time; with `workers=N`, up to N batches run side by
+side, each on its own thread (the call must then be safe to run from several threads).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class MicroBatcher(Generic[T, R]):
         self._cond = threading.Condition()
         self._closed = False
         self._flush = False
-        self.batches = 0  # how many model calls ran (and `items`, over how many items)
+        self.batches = 0  # how many batches ran (and `items`, over how many items)
         self.items = 0
         self._threads = [
             threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
@@ -80,7 +81,7 @@ class MicroBatcher(Generic[T, R]):
             self._cond.notify_all()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Run what is waiting, then stop the worker."""
+        """Run what is waiting, then stop the workers."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
