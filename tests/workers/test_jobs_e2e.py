@@ -121,20 +121,25 @@ def test_corrupt_and_non_audio_uploads_fail_and_leave_nothing(deployment: Deploy
 
 def test_cancel_stops_running_and_queued_jobs(deployment: Deployment) -> None:
     dep = deployment
-    running = dep.submit("ping", seconds=30)
-    dep.wait(running, until=("running",), where=lambda job: job["progress"] > 0)
-    waiting = dep.submit("ping")  # queued behind the running one (one pool process)
+    # One long job per pool process, so that the next one waits in the queue.
+    running = [dep.submit("ping", seconds=30) for _ in range(dep.settings.worker_processes)]
+    for job_id in running:
+        dep.wait(job_id, until=("running",), where=lambda job: job["progress"] > 0)
+    waiting = dep.submit("ping")
     cancel_waiting = dep.client.delete(f"/api/jobs/{waiting}", headers=dep.headers)
     assert cancel_waiting.status_code == 202 and cancel_waiting.json()["status"] == "cancelled"
-    cancel_running = dep.client.delete(f"/api/jobs/{running}", headers=dep.headers)
-    assert cancel_running.status_code == 202 and cancel_running.json()["status"] == "cancelled"
+    for job_id in running:
+        cancel_running = dep.client.delete(f"/api/jobs/{job_id}", headers=dep.headers)
+        assert cancel_running.status_code == 202 and cancel_running.json()["status"] == "cancelled"
 
     # The worker is free again within a progress report, not after 30 s.
     after = dep.wait(dep.submit("ping"), timeout=15)
     assert after["status"] == "succeeded"
-    stopped, skipped = dep.job(running), dep.job(waiting)
-    assert stopped["status"] == "cancelled" and stopped["progress"] < 0.5
-    assert stopped["attempts"] == 1 and stopped["result"] is None
+    for job_id in running:
+        stopped = dep.job(job_id)
+        assert stopped["status"] == "cancelled" and stopped["progress"] < 0.5
+        assert stopped["attempts"] == 1 and stopped["result"] is None
+    skipped = dep.job(waiting)
     assert skipped["status"] == "cancelled" and skipped["attempts"] == 0
     finished = dep.client.delete(f"/api/jobs/{after['id']}", headers=dep.headers)
     assert finished.status_code == 409 and finished.json()["error"] == "job_finished"
