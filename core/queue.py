@@ -50,6 +50,7 @@ def kinds_on(queues: list[str]) -> list[str]:
 
 
 EMBEDDED_TRANSPORT = "core.queue_transport:Transport"
+WORKER_POOL = "workers.pool:TaskPool"
 # Soft limit first, so a job that runs too long fails with a message rather than a kill.
 SOFT_LIMIT_MARGIN_S = 60
 POOL_PROCESS_START_S = 300.0
@@ -95,6 +96,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # How long to wait for a result from a pool process that died before calling the
         # task lost (and requeueing it); the job row, not the result, is what counts here.
         "worker_lost_wait": 1.0,
+        # Celery's prefork pool whose idle processes hold no lock a kill could leave taken.
+        "worker_pool": WORKER_POOL,
         "enable_utc": True,
     }
     broker = settings.celery_broker_url

@@ -215,7 +215,7 @@ def run_worker(
         "worker",
         f"--queues={','.join(queues)}",
         f"--concurrency={_pool_processes}",
-        "--pool=prefork",
+        "--pool=prefork",  # with `worker_pool` set, Celery runs that: workers.pool
         f"--loglevel={loglevel}",
         "--without-gossip",
         "--without-mingle",

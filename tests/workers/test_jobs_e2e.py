@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,25 @@ def test_a_killed_worker_does_not_lose_or_duplicate_the_job(
     assert sounds_with_hash(dep, digest) == 1
     assert upserts_for(dep, after["result"]["sound_id"]) == 1  # the killed attempt wrote nothing
     assert len(stored(dep, digest)) == 1
+
+
+def test_a_pool_process_killed_while_it_waits_does_not_stop_the_worker(
+    deployment: Deployment,
+) -> None:
+    # An idle pool process waits for the next task; killing it must leave the others (and
+    # its replacement) able to take tasks.
+    dep = deployment
+    assert dep.wait(dep.submit("ping"))["status"] == "succeeded"
+    for _ in range(3):
+        victim = dep.pool_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        jobs = [dep.submit("ping") for _ in range(3)]
+        for job_id in jobs:
+            assert dep.wait(job_id, timeout=60)["status"] == "succeeded", dep.log_tail()
+        deadline = time.monotonic() + 60
+        while victim in dep.pool_pids() or len(dep.pool_pids()) < dep.settings.worker_processes:
+            assert time.monotonic() < deadline, dep.log_tail()
+            time.sleep(0.05)
 
 
 def test_generation_runs_on_the_gpu_queue_and_makes_searchable_sounds(
