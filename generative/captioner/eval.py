@@ -218,11 +218,14 @@ def run_eval(
     captioner = load_captioner(checkpoint, clap=clap)
     clips = read_corpus(corpus_dir)
     chosen = {s: sample_clips([c for c in clips if c.split == s], max_clips) for s in splits}
-    frames = corpus_frames(corpus_dir, captioner.clap, [c for s in chosen.values() for c in s])
-    # The nearest-neighbour baseline searches the train clips whose frames are cached (those
-    # the captioner was trained on, when it was trained on a sample).
-    cached = set(frames.clip_ids.tolist())
-    train = [c for c in clips if c.split == "train" and c.id in cached]
+    # The nearest-neighbour baseline searches every train clip: their frames come from the
+    # cache (training fills it) or are computed now, on a corpus built after the training.
+    train = [c for c in clips if c.split == "train"]
+    if not train:
+        raise ValueError(f"{corpus_dir} has no train clips for the nearest-neighbour baseline")
+    frames = corpus_frames(
+        corpus_dir, captioner.clap, [c for s in chosen.values() for c in s] + train
+    )
     report: dict[str, Any] = {"model_id": captioner.model_id, "clap": captioner.clap.model_id,
                               "beam": captioner.config.num_beams, "max_clips": max_clips,
                               "splits": {}}  # fmt: skip

@@ -209,6 +209,15 @@ def test_training_run_writes_a_loadable_checkpoint(tiny_clap_dir: Path, tmp_path
         assert isinstance(clip_words["caption"], str) and 3 <= len(clip_words["tags"]) <= 4
     with pytest.raises(ValueError, match="no clips"):
         split_words(tmp_path / "corpus", loaded, "ood-real", threads=1)
+    # The evaluation on a corpus whose frames were never cached (built after the training):
+    # the nearest-neighbour baseline still searches every train clip.
+    from generative.captioner.eval import run_eval
+
+    for cached in (tmp_path / "corpus" / "cache").glob("captioner-frames-*.npz"):
+        cached.unlink()
+    report = run_eval(tmp_path / "corpus", out, tiny_clap_dir, splits=("val",), max_clips=None,
+                      threads=1)  # fmt: skip
+    assert set(report["splits"]["val"]["rows"]) >= {"meta", "none", "nn", "template"}
     # A second run can start from this checkpoint: same tokenizer and architecture, and its
     # weights (at learning rate 0 they stay as they were).
     again = train_captioner(
