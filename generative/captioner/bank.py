@@ -14,11 +14,14 @@ for a sound of a class it never heard.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from generative.captioner.consensus import DocumentFrequency
 
 BANK_WEIGHTS = "bank.safetensors"
 BANK_CAPTIONS = "bank.json"
@@ -37,6 +40,11 @@ class CaptionBank:
 
     def __len__(self) -> int:
         return len(self.captions)
+
+    @functools.cached_property
+    def frequency(self) -> DocumentFrequency:
+        """The n-grams' document frequencies over the bank's captions (consensus reranking)."""
+        return DocumentFrequency(self.captions)
 
     def nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
         """(Q, D) unit vectors -> (Q, k) bank rows, most similar first."""

@@ -207,9 +207,10 @@ class Captioner:
         found = self.caption_candidates(frames, clap, meta_texts, num_beams, batch_size,
                                         neighbours)  # fmt: skip
         config = self.config
+        frequency = self.bank.frequency if self.bank is not None else None
         return [
             choose(c.texts, c.logprob, c.near,
-                   config.consensus_weight if text else config.consensus_weight_bare)
+                   config.consensus_weight if text else config.consensus_weight_bare, frequency)
             if c.near else c.texts[0]
             for c, text in zip(found, meta_texts, strict=True)
         ]  # fmt: skip

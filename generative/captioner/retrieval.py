@@ -27,7 +27,7 @@ from generative.captioner.tokenizer import metadata_text
 log = logging.getLogger(__name__)
 
 NEAR = (5, 10)
-WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 VARIANTS = ("meta", "none")
 
 
@@ -87,7 +87,7 @@ def build_caption_bank(
                 # The beams, and the captions of the k nearest clips (of the 10 scored).
                 kept = [t for t in c.texts if t not in c.near[k:]]
                 logprob = [c.logprob[c.texts.index(t)] for t in kept]
-                return choose(kept, logprob, c.near[:k], weight)
+                return choose(kept, logprob, c.near[:k], weight, bank.frequency)
 
             table[f"k {k}, weight {weight:g}"] = cider(pick)
     # Per k: the best weight for each variant (the first, smallest, on a tie).

@@ -4,6 +4,8 @@ and similar clips' captions reaching the captioner's encoder."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,25 @@ def test_consensus_prefers_the_candidate_its_neighbours_agree_with() -> None:
     texts, logprob = ["a bell rings", "a dog barks"], [-0.5, -1.0]
     assert choose(texts, logprob, near, weight=0.0) == "a bell rings"
     assert choose(texts, logprob, near, weight=4.0) == "a dog barks"
+
+
+def test_consensus_weighs_rare_words_over_common_ones() -> None:
+    from generative.captioner.consensus import DocumentFrequency, agreement
+
+    bank = [f"the sound of a {thing}" for thing in ("dog", "bell", "door", "car")] * 5
+    bank += ["a dog barks", "rain on a roof"]
+    frequency = DocumentFrequency(bank)
+    assert frequency.count == 22 and frequency.idf(("sound",)) < frequency.idf(("barks",))
+    assert frequency.idf(("never", "seen")) == pytest.approx(math.log(22))
+    near = ["the sound of a bell", "a dog barks loudly"]
+    # Without frequencies the candidate sharing more words wins; with them, the one sharing
+    # the word that names the sound.
+    common, named = "the sound of a car", "dog barks"
+    assert agreement(common, near) > agreement(named, near)
+    assert agreement(named, near, frequency) > agreement(common, near, frequency)
+    # Lengths far apart agree less (CIDEr-D's length penalty).
+    long = "a dog barks " + "and then " * 8
+    assert agreement(long, ["a dog barks"]) < agreement("a dog barks there", ["a dog barks"])
 
 
 def test_reranking_candidates_are_the_beams_and_the_near_captions(tiny_clap) -> None:  # noqa: ANN001
