@@ -50,7 +50,6 @@ def kinds_on(queues: list[str]) -> list[str]:
 
 
 EMBEDDED_TRANSPORT = "core.queue_transport:Transport"
-WORKER_POOL = "workers.pool:TaskPool"
 # Soft limit first, so a job that runs too long fails with a message rather than a kill.
 SOFT_LIMIT_MARGIN_S = 60
 POOL_PROCESS_START_S = 300.0
@@ -96,8 +95,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # How long to wait for a result from a pool process that died before calling the
         # task lost (and requeueing it); the job row, not the result, is what counts here.
         "worker_lost_wait": 1.0,
-        # Celery's prefork pool whose idle processes hold no lock a kill could leave taken.
-        "worker_pool": WORKER_POOL,
         "enable_utc": True,
     }
     broker = settings.celery_broker_url
@@ -115,16 +112,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return conf
 
 
-def make_celery(settings: Settings | None = None, include: Sequence[str] = ()) -> Celery:
+def make_celery(
+    settings: Settings | None = None, include: Sequence[str] = (), pool: str | None = None
+) -> Celery:
     """A Celery app for `settings`, or for the process's settings, read on first use. A client
-    (the API, a benchmark) includes no task modules; the worker names its own."""
+    (the API, a benchmark) includes no task modules and runs no pool; the worker names its
+    own tasks and its pool class ("module:Class")."""
     from celery import Celery
+
+    def config(settings: Settings) -> dict[str, Any]:
+        return celery_config(settings) | ({"worker_pool": pool} if pool else {})
 
     celery = Celery("foley", include=list(include), set_as_current=settings is None)
     if settings is not None:
-        celery.conf.update(celery_config(settings))
+        celery.conf.update(config(settings))
     else:
-        celery.add_defaults(lambda: celery_config(get_settings()))
+        celery.add_defaults(lambda: config(get_settings()))
     return celery
 
 

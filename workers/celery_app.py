@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # `celery -A workers.celery_app worker` and `foley worker` run this one.
-app = make_celery(include=["workers.tasks"])
+# Its pool is Celery's prefork pool with idle processes that hold no lock (workers/pool.py).
+app = make_celery(include=["workers.tasks"], pool="workers.pool:TaskPool")
 
 
 @dataclass
@@ -215,7 +216,7 @@ def run_worker(
         "worker",
         f"--queues={','.join(queues)}",
         f"--concurrency={_pool_processes}",
-        "--pool=prefork",  # with `worker_pool` set, Celery runs that: workers.pool
+        "--pool=prefork",  # with the app's `worker_pool` set, Celery runs that one
         f"--loglevel={loglevel}",
         "--without-gossip",
         "--without-mingle",

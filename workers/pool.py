@@ -18,11 +18,9 @@ from billiard import pool as billiard_pool
 from billiard.common import pickle_loads
 from celery.concurrency import prefork
 
-Receive = Any
-
 
 class Worker(billiard_pool.Worker):  # type: ignore[misc]
-    def _make_recv_method(self, conn: Any) -> Receive:
+    def _make_recv_method(self, conn: Any) -> Any:
         reader = getattr(conn, "_reader", None)
         lock = getattr(conn, "_rlock", None)
         if reader is None or lock is None:
