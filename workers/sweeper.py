@@ -18,7 +18,10 @@ cannot reach the catalog or the broker logs one line and tries again next period
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -32,6 +35,26 @@ if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger(__name__)
+
+# The main process forks pool processes (a killed one is replaced at once) while the sweep's
+# thread may be in the middle of a sweep. A fork copies the locks that thread holds at that
+# moment, held, with no thread left to release them: a module it is importing for the first
+# time (the catalog's database driver), a connection pool's. The new pool process then waits
+# on that lock forever, and with one pool process the worker takes no job again. So a fork
+# waits for a running sweep to end, and a sweep does not start while a fork is under way.
+_sweeping = threading.Lock()
+os.register_at_fork(
+    before=_sweeping.acquire,
+    after_in_parent=_sweeping.release,
+    after_in_child=_sweeping.release,
+)
+
+
+@contextmanager
+def no_fork() -> Iterator[None]:
+    """While inside, this process does not fork (a fork waits at its start)."""
+    with _sweeping:
+        yield
 
 
 def recover_jobs(
@@ -83,8 +106,9 @@ class Sweeper:
     def sweep(self) -> list[str]:
         # A fresh engine each time, closed after: the main process forks pool processes,
         # which must not inherit open catalog connections.
-        catalog = Catalog(self.settings.catalog_url, run_migrations=False)
-        try:
-            return recover_jobs(catalog, self.queue, self.queues, include_queued=False)
-        finally:
-            catalog.dispose()
+        with no_fork():
+            catalog = Catalog(self.settings.catalog_url, run_migrations=False)
+            try:
+                return recover_jobs(catalog, self.queue, self.queues, include_queued=False)
+            finally:
+                catalog.dispose()
