@@ -59,6 +59,14 @@ class CaptionBank:
     def neighbour_captions(self, queries: np.ndarray, k: int) -> list[list[str]]:
         return [[self.captions[j] for j in row] for row in self.nearest(queries, k)]
 
+    def neighbours(self, queries: np.ndarray, k: int) -> tuple[list[list[str]], list[list[float]]]:
+        """Per query, the k nearest captions and their cosine similarity to it."""
+        rows = self.nearest(queries, k)  # (Q, k)
+        queries = np.asarray(queries, dtype=np.float32)
+        sims = np.einsum("qd,qkd->qk", queries, self.embeddings[rows])  # (Q, k)
+        return ([[self.captions[j] for j in row] for row in rows],
+                [[float(s) for s in row] for row in sims])  # fmt: skip
+
     def save(self, folder: Path) -> None:
         from safetensors.numpy import save_file
 

@@ -5,16 +5,22 @@ near clips' captions (consensus reranking, as in nearest-neighbour captioning: t
 most like its neighbours' captions is the safest).
 
 score(c) = mean log-probability per token of c under the model + weight x agreement(c)
-agreement(c) = mean over the near clips' captions n (other than c itself) of CIDEr-D's
-               similarity of c to n: the mean over n-gram orders 1..4 of the cosine of
-               their tf-idf vectors (the candidate's counts clipped to n's), times a
-               Gaussian penalty on their length difference (sigma 6 words).
+agreement(c) = weighted mean over the near clips' captions n (other than c itself) of
+               CIDEr-D's similarity of c to n: the mean over n-gram orders 1..4 of the
+               cosine of their tf-idf vectors (the candidate's counts clipped to n's), times
+               a Gaussian penalty on their length difference (sigma 6 words). A near clip
+               weighs softmax(s_n / temperature), s_n its CLAP audio cosine to the sound: at
+               a low temperature the closest clips decide where they are much closer than
+               the rest (a sound of a class the bank knows), and all count alike where the
+               near clips are about as far (a sound of a class it does not); temperature 0
+               weighs all the same.
 
 The n-grams' document frequencies are those of the bank's captions, so words every caption
 has ("the sound of") count for little and the words that name the sound for much. It replaced
 the mean n-gram F1 (the comparison is in the captioner's model card).
 
-The weight and the number of near clips are chosen on val (`tune`) and kept in the config.
+The weight, the temperature and the number of near clips are chosen on val
+(`retrieval.py`) and kept in the config.
 """
 
 from __future__ import annotations
@@ -84,20 +90,35 @@ def _uniform(_gram: tuple[str, ...]) -> float:
     return 1.0
 
 
+def near_weights(similarity: Sequence[float], temperature: float) -> np.ndarray:
+    """The near clips' weights: softmax of their audio similarity over `temperature`
+    (all 1 at temperature 0)."""
+    s = np.asarray(similarity, dtype=np.float64)
+    if temperature <= 0 or not len(s):
+        return np.ones(len(s))
+    return np.exp((s - s.max()) / temperature)
+
+
 def agreement(
-    candidate: str, others: Sequence[str], frequency: DocumentFrequency | None = None
+    candidate: str,
+    others: Sequence[str],
+    frequency: DocumentFrequency | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> float:
-    """Mean CIDEr-D similarity of `candidate` to each of `others` (itself left out); without
-    document frequencies every n-gram weighs the same."""
+    """Mean CIDEr-D similarity of `candidate` to each of `others` (itself left out),
+    weighted by `weights` (default all the same); without document frequencies every n-gram
+    weighs the same."""
 
     def vector(text: str) -> tuple[Vector, int]:
         return frequency.vector(text) if frequency else _vector(_grams(text), _uniform)
 
     mine, length = vector(candidate)
-    scores = []
-    for other in others:
+    scores, kept = [], []
+    for other, weight in zip(others, [1.0] * len(others) if weights is None else weights,
+                             strict=True):  # fmt: skip
         if other == candidate:
             continue
+        kept.append(weight)
         theirs, their_length = vector(other)
         cosine = 0.0
         for (a, norm_a), (b, norm_b) in zip(mine, theirs, strict=True):
@@ -106,7 +127,8 @@ def agreement(
                 cosine += shared / (norm_a * norm_b)
         penalty = math.exp(-((length - their_length) ** 2) / (2 * LENGTH_SIGMA**2))
         scores.append(cosine / len(ORDERS) * penalty)
-    return sum(scores) / len(scores) if scores else 0.0
+    total = sum(kept)
+    return sum(w * s for w, s in zip(kept, scores, strict=True)) / total if total else 0.0
 
 
 def candidates_of(beams: Sequence[str], near: Sequence[str]) -> list[str]:
@@ -120,10 +142,15 @@ def choose(
     near: Sequence[str],
     weight: float,
     frequency: DocumentFrequency | None = None,
+    near_similarity: Sequence[float] | None = None,
+    temperature: float = 0.0,
 ) -> str:
-    """The candidate with the best likelihood + weight x agreement; the first on a tie."""
+    """The candidate with the best likelihood + weight x agreement; the first on a tie.
+    `near_similarity`: the near clips' audio similarity to the sound, weighed at
+    `temperature` (`near_weights`)."""
+    weights = None if near_similarity is None else near_weights(near_similarity, temperature)
     scores = [
-        lp + weight * agreement(c, near, frequency)
+        lp + weight * agreement(c, near, frequency, weights)
         for c, lp in zip(candidates, logprob, strict=True)
     ]
     return candidates[int(np.argmax(scores))]

@@ -71,6 +71,7 @@ class Candidates:
     texts: list[str]
     logprob: list[float]
     near: list[str]
+    near_similarity: list[float] = field(default_factory=list)  # CLAP audio cosine to the sound
 
 
 @dataclass
@@ -210,7 +211,8 @@ class Captioner:
         frequency = self.bank.frequency if self.bank is not None else None
         return [
             choose(c.texts, c.logprob, c.near,
-                   config.consensus_weight if text else config.consensus_weight_bare, frequency)
+                   config.consensus_weight if text else config.consensus_weight_bare, frequency,
+                   c.near_similarity, config.consensus_temperature)
             if c.near else c.texts[0]
             for c, text in zip(found, meta_texts, strict=True)
         ]  # fmt: skip
@@ -235,8 +237,8 @@ class Captioner:
         k_enc = config.neighbours if usable else 0
         k_con = (config.consensus_k if consensus_k is None else consensus_k) if usable else 0
         k_max = max(k_enc, k_con)
-        near_all = (self.bank.neighbour_captions(clap, k_max) if self.bank is not None and k_max
-                    else [[] for _ in frames])  # fmt: skip
+        near_all, sims_all = (self.bank.neighbours(clap, k_max) if self.bank is not None and k_max
+                              else ([[] for _ in frames], [[] for _ in frames]))  # fmt: skip
         beams = num_beams or config.num_beams
         device = next(self.model.parameters()).device
         out: list[Candidates] = []
@@ -244,6 +246,7 @@ class Captioner:
             for start in range(0, len(frames), batch_size):
                 end = start + batch_size
                 near = near_all[start:end]
+                sims = sims_all[start:end]
                 meta = [
                     self.tokenizer.encode_inputs(text, similar[:k_enc], config.max_meta_tokens,
                                                  config.max_neighbour_tokens)
@@ -270,9 +273,9 @@ class Captioner:
                 logprob = self.model.logprob(on_device, padded.to(device), owners)
                 logprob_list = logprob.float().cpu().tolist()
                 at = 0
-                for found, similar in zip(texts_of, near, strict=True):
+                for found, similar, sim in zip(texts_of, near, sims, strict=True):
                     out.append(Candidates(found, logprob_list[at : at + len(found)],
-                                          similar[:k_con]))  # fmt: skip
+                                          similar[:k_con], sim[:k_con]))  # fmt: skip
                     at += len(found)
         return out
 

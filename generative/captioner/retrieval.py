@@ -4,12 +4,13 @@ reranking on val (`consensus.py`), without touching its weights.
 1. The bank: the first caption of every train clip and its CLAP audio embedding (the frames
    cache holds them), written into the checkpoint (`bank.safetensors`, `bank.json`).
 2. On a seeded val sample, with metadata and without: the beams and the k nearest clips'
-   captions of every clip, scored once by the model; then every (k, weight) is a choice
-   among them. Per k, the best weight with metadata and the best without (where the model
-   knows less, the neighbours' agreement may count for more); the k with the best sum of the
-   two is kept in `config.json` (`consensus_k`, `consensus_weight`,
-   `consensus_weight_bare`), unless reranking does not beat the beam search's own caption,
-   in which case it stays off. The table goes into `training.json`.
+   captions of every clip, scored once by the model; then every (k, temperature, weight)
+   is a choice among them. Per k and temperature, the best weight with metadata and the
+   best without (where the model knows less, the neighbours' agreement may count for more);
+   the (k, temperature) with the best sum of the two is kept in `config.json`
+   (`consensus_k`, `consensus_temperature`, `consensus_weight`, `consensus_weight_bare`),
+   unless reranking does not beat the beam search's own caption, in which case it stays off.
+   The table goes into `training.json`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 NEAR = (5, 10)
 WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+TEMPERATURES = (0.0, 0.05, 0.02, 0.01, 0.005)  # 0: the near clips weigh the same
 VARIANTS = ("meta", "none")
 
 
@@ -81,38 +83,45 @@ def build_caption_bank(
 
     table: dict[str, dict[str, float]] = {"off": cider(lambda c: c.texts[0])}
     for k in NEAR:
-        for weight in WEIGHTS:
+        for temperature in TEMPERATURES:
+            for weight in WEIGHTS:
 
-            def pick(c: Any, k: int = k, weight: float = weight) -> str:
-                # The beams, and the captions of the k nearest clips (of the 10 scored).
-                kept = [t for t in c.texts if t not in c.near[k:]]
-                logprob = [c.logprob[c.texts.index(t)] for t in kept]
-                return choose(kept, logprob, c.near[:k], weight, bank.frequency)
+                def pick(c: Any, k: int = k, weight: float = weight,
+                         temperature: float = temperature) -> str:  # fmt: skip
+                    # The beams, and the captions of the k nearest clips (of the 10 scored).
+                    kept = [t for t in c.texts if t not in c.near[k:]]
+                    logprob = [c.logprob[c.texts.index(t)] for t in kept]
+                    return choose(kept, logprob, c.near[:k], weight, bank.frequency,
+                                  c.near_similarity[:k], temperature)  # fmt: skip
 
-            table[f"k {k}, weight {weight:g}"] = cider(pick)
-    # Per k: the best weight for each variant (the first, smallest, on a tie).
-    choices: dict[str, tuple[int, float, float, float]] = {
-        "off": (0, 0.0, 0.0, sum(table["off"].values()))
+                table[_row(k, temperature, weight)] = cider(pick)
+    # Per (k, temperature): the best weight for each variant (the first, smallest, on a tie).
+    choices: dict[str, tuple[int, float, float, float, float]] = {
+        "off": (0, 0.0, 0.0, 0.0, sum(table["off"].values()))
     }
     for k in NEAR:
+        for temperature in TEMPERATURES:
 
-        def val_cider(weight: float, variant: str, k: int = k) -> tuple[float, float]:
-            return table[f"k {k}, weight {weight:g}"][variant], -weight
+            def val_cider(weight: float, variant: str, k: int = k,
+                          temperature: float = temperature) -> tuple[float, float]:  # fmt: skip
+                return table[_row(k, temperature, weight)][variant], -weight
 
-        best_w = {v: max(WEIGHTS, key=partial(val_cider, variant=v)) for v in VARIANTS}
-        total = sum(table[f"k {k}, weight {best_w[v]:g}"][v] for v in VARIANTS)
-        choices[f"k {k}"] = (k, best_w["meta"], best_w["none"], total)
-    best = max(choices, key=lambda name: (choices[name][3], name == "off"))
+            best_w = {v: max(WEIGHTS, key=partial(val_cider, variant=v)) for v in VARIANTS}
+            total = sum(table[_row(k, temperature, best_w[v])][v] for v in VARIANTS)
+            choices[f"k {k}, temperature {temperature:g}"] = (
+                k, temperature, best_w["meta"], best_w["none"], total,
+            )  # fmt: skip
+    best = max(choices, key=lambda name: (choices[name][4], name == "off"))
     log.info("consensus reranking on val: %s; chose %s", table, choices[best])
     config = json.loads((checkpoint / CONFIG_FILE).read_text())
-    k, with_meta, bare, _ = choices[best]
-    config["consensus_k"], config["consensus_weight"], config["consensus_weight_bare"] = (
-        k, with_meta, bare,
-    )  # fmt: skip
+    k, temperature, with_meta, bare, _ = choices[best]
+    config.update(consensus_k=k, consensus_temperature=temperature,
+                  consensus_weight=with_meta, consensus_weight_bare=bare)  # fmt: skip
     bank.save(checkpoint)
     facts = json.loads((checkpoint / TRAINING_FILE).read_text())
     facts["consensus"] = {"val_clips": len(val), "bank_clips": len(bank),
-                          "chosen": {"k": k, "weight": with_meta, "weight_bare": bare},
+                          "chosen": {"k": k, "temperature": temperature, "weight": with_meta,
+                                     "weight_bare": bare},
                           "val_cider_d": table}  # fmt: skip
     for name, text in ((CONFIG_FILE, json.dumps(config, indent=2) + "\n"),
                        (TRAINING_FILE, json.dumps(facts, indent=2) + "\n")):  # fmt: skip
@@ -120,3 +129,7 @@ def build_caption_bank(
         tmp.write_text(text)
         os.replace(tmp, checkpoint / name)
     return facts["consensus"]
+
+
+def _row(k: int, temperature: float, weight: float) -> str:
+    return f"k {k}, temperature {temperature:g}, weight {weight:g}"

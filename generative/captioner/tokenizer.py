@@ -33,11 +33,33 @@ def clean_field(value: Any) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+# Words of the names recorders, cameras, phones and editors give files on their own: a title
+# made of these and numbers alone says nothing about the sound ("Audio Track 3", "REC_0042",
+# "ZOOM0001", "clip_0042", "untitled 2", "Voice Memo 12", "DSC_0031", "Take 5 (copy)").
+GENERIC_NAME_WORDS = frozenset(
+    """a and audio aux bus ch channel clip clips copy dr dsc edit edited export
+    exported file files final h img in input l left m master memo memos mix mixdown mono mov
+    ms new no nr number of out output part project r rec record recorded recording recordings
+    render rendered right s sample samples seq sequence session sound sounds st stereo take
+    takes the tr track tracks trk unnamed untitled v version vid video voice wav zoom""".split()
+)
+
+
+def informative_title(title: Any) -> bool:
+    """Whether a title says anything beyond what a recorder names every file: after taking
+    away numbers and `GENERIC_NAME_WORDS`, some word is left."""
+    words = re.findall(r"[^\W\d_]+", clean_field(title))
+    return any(word not in GENERIC_NAME_WORDS for word in words)
+
+
 def metadata_text(metadata: Mapping[str, Any] | None) -> str:
-    """The tagged metadata string; a title falls back to the file name's stem."""
+    """The tagged metadata string; a title falls back to the file name's stem. A title that
+    says nothing (`informative_title`) is left out, as if the sound had none."""
     metadata = dict(metadata or {})
     if not metadata.get("title") and metadata.get("file_name"):
         metadata["title"] = Path(str(metadata["file_name"])).stem
+    if not informative_title(metadata.get("title")):
+        metadata.pop("title", None)
     parts = []
     for key, tag in FIELDS:
         value = clean_field(metadata.get(key))

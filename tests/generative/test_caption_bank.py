@@ -110,6 +110,34 @@ def test_consensus_weighs_rare_words_over_common_ones() -> None:
     assert agreement(long, ["a dog barks"]) < agreement("a dog barks there", ["a dog barks"])
 
 
+def test_the_closest_near_clips_decide_at_a_low_temperature() -> None:
+    from generative.captioner.consensus import agreement, choose, near_weights
+
+    assert near_weights([0.9, 0.5], 0.0).tolist() == [1.0, 1.0]
+    assert near_weights([0.9, 0.5], 0.01)[1] < 1e-12 < near_weights([0.9, 0.5], 0.01)[0] == 1.0
+    # Two near clips say rain, a closer one says a dog: all alike, rain wins; weighed by
+    # similarity, the dog, unless the clips are about as close.
+    near = ["a dog barks", "heavy rain falls", "rain falls hard"]
+    texts, logprob = ["a dog barks loudly", "heavy rain falls hard"], [-1.0, -1.0]
+    assert choose(texts, logprob, near, 4.0) == "heavy rain falls hard"
+    assert choose(texts, logprob, near, 4.0, None, [0.9, 0.6, 0.6], 0.02) == texts[0]
+    assert choose(texts, logprob, near, 4.0, None, [0.61, 0.6, 0.6], 0.02) == texts[1]
+    weights = near_weights([0.9, 0.6, 0.6], 0.02)
+    assert agreement(texts[1], near, None, weights) < agreement(texts[1], near)
+
+
+def test_near_clips_come_with_their_similarity(tmp_path) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((6, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    bank = CaptionBank([f"caption {i}" for i in range(6)], vectors, "clap:x")
+    captions, sims = bank.neighbours(vectors[:2], 3)
+    assert captions == bank.neighbour_captions(vectors[:2], 3)
+    for query, row, found in zip(vectors[:2], sims, captions, strict=True):
+        expected = [float(query @ vectors[int(c.split()[1])]) for c in found]
+        assert row == pytest.approx(expected, abs=1e-6) and row == sorted(row, reverse=True)
+
+
 def test_reranking_candidates_are_the_beams_and_the_near_captions(tiny_clap) -> None:  # noqa: ANN001
     captioner = build_random_captioner(tiny_clap, seed=0)
     frames = [np.random.default_rng(2).standard_normal((5, 512)).astype(np.float32)] * 2
@@ -117,6 +145,7 @@ def test_reranking_candidates_are_the_beams_and_the_near_captions(tiny_clap) -> 
     found = captioner.caption_candidates(frames, clap, ["", "<title> rain"], consensus_k=3)
     for item, query in zip(found, clap, strict=True):
         assert item.near == captioner.bank.neighbour_captions(query[None], 3)[0]
+        assert item.near_similarity == captioner.bank.neighbours(query[None], 3)[1][0]
         assert set(item.near) <= set(item.texts) and len(item.texts) == len(item.logprob)
         assert all(lp <= 0 for lp in item.logprob)
     off = captioner.caption_candidates(frames, clap, ["", ""], neighbours=False)

@@ -20,7 +20,7 @@ from generative.captioner.pipeline import (  # noqa: E402
     save_captioner,
 )
 from generative.captioner.tags import TagScorer, tag_metrics, tag_name  # noqa: E402
-from generative.captioner.tokenizer import metadata_text  # noqa: E402
+from generative.captioner.tokenizer import informative_title, metadata_text  # noqa: E402
 from tests.sounds import SAMPLE_RATE, tone  # noqa: E402
 
 
@@ -80,6 +80,21 @@ def test_metadata_text_tags_fields(captioner) -> None:  # noqa: ANN001
     ids = captioner.tokenizer.encode_metadata(text, 32)
     assert ids[0] == captioner.tokenizer.tokenizer.token_to_id("<title>")
     assert captioner.tokenizer.tokenizer.token_to_id("<folder>") in ids
+
+
+@pytest.mark.parametrize(
+    ("title", "informative"),
+    [("Audio Track 3", False), ("REC_0042.wav", False), ("ZOOM0001", False),
+     ("Voice Memo 12", False), ("DSC_0031", False), ("Take 5 (copy)", False), ("", False),
+     ("rain", True), ("doorCreak", True), ("Siren_High-01", True), ("ball bounce 2", True),
+     ("жаба", True), ("STE-001", True)],
+)  # fmt: skip
+def test_a_title_that_says_nothing_reaches_the_model_as_no_title(
+    title: str, informative: bool
+) -> None:
+    assert informative_title(title) is informative
+    text = metadata_text({"file_name": title, "folder": "Field"})
+    assert text.startswith("<title>") is informative and text.endswith("<folder> field")
 
 
 def test_caption_is_deterministic_and_segments_long_files(captioner) -> None:  # noqa: ANN001
