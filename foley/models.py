@@ -172,9 +172,9 @@ def cmd_train_caption_bank(args: argparse.Namespace, settings: Settings) -> int:
     )  # fmt: skip
     picked = chosen["chosen"]
     print(f"caption bank of {chosen['bank_clips']} clips written to {checkpoint}; consensus "
-          f"reranking over the {picked['k']} nearest clips (temperature "
-          f"{picked['temperature']:g}), weight {picked['weight']:g} with metadata, "
-          f"{picked['weight_bare']:g} without")  # fmt: skip
+          f"reranking over the {picked['k']} nearest clips, weight {picked['weight']:g} and "
+          f"temperature {picked['temperature']:g} with metadata, {picked['weight_bare']:g} and "
+          f"{picked['temperature_bare']:g} without")  # fmt: skip
     return 0
 
 

@@ -61,7 +61,8 @@ class CaptionerConfig:
     consensus_weight_bare: float = 0.0  # when it has none: the neighbours count for more
     # How the near clips weigh in the agreement: softmax of their CLAP audio similarity to the
     # sound over this temperature, so the closest count most; 0: all the same.
-    consensus_temperature: float = 0.0
+    consensus_temperature: float = 0.0  # with metadata
+    consensus_temperature_bare: float = 0.0  # without
     max_caption_tokens: int = 40
     num_beams: int = 2
     clap_model_id: str | None = None  # the CLAP whose frames it was trained on

@@ -209,13 +209,20 @@ class Captioner:
                                         neighbours)  # fmt: skip
         config = self.config
         frequency = self.bank.frequency if self.bank is not None else None
-        return [
-            choose(c.texts, c.logprob, c.near,
-                   config.consensus_weight if text else config.consensus_weight_bare, frequency,
-                   c.near_similarity, config.consensus_temperature)
-            if c.near else c.texts[0]
-            for c, text in zip(found, meta_texts, strict=True)
-        ]  # fmt: skip
+        # (weight, temperature): a sound with metadata, a sound without
+        settings = {
+            True: (config.consensus_weight, config.consensus_temperature),
+            False: (config.consensus_weight_bare, config.consensus_temperature_bare),
+        }
+        out = []
+        for c, text in zip(found, meta_texts, strict=True):
+            if not c.near:
+                out.append(c.texts[0])
+                continue
+            weight, temperature = settings[bool(text)]
+            out.append(choose(c.texts, c.logprob, c.near, weight, frequency, c.near_similarity,
+                              temperature))  # fmt: skip
+        return out
 
     def caption_candidates(
         self,

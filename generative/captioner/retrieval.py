@@ -5,10 +5,10 @@ reranking on val (`consensus.py`), without touching its weights.
    cache holds them), written into the checkpoint (`bank.safetensors`, `bank.json`).
 2. On a seeded val sample, with metadata and without: the beams and the k nearest clips'
    captions of every clip, scored once by the model; then every (k, temperature, weight)
-   is a choice among them. Per k and temperature, the best weight with metadata and the
-   best without (where the model knows less, the neighbours' agreement may count for more);
-   the (k, temperature) with the best sum of the two is kept in `config.json`
-   (`consensus_k`, `consensus_temperature`, `consensus_weight`, `consensus_weight_bare`),
+   is a choice among them. Per k, the best (temperature, weight) with metadata and the best
+   without (where the model knows less, the neighbours' agreement may count for more, and
+   the closest of them most); the k with the best sum of the two is kept in `config.json`
+   (`consensus_k`, `consensus_weight`, `consensus_temperature` and their `_bare` twins),
    unless reranking does not beat the beam search's own caption, in which case it stays off.
    The table goes into `training.json`.
 """
@@ -95,33 +95,33 @@ def build_caption_bank(
                                   c.near_similarity[:k], temperature)  # fmt: skip
 
                 table[_row(k, temperature, weight)] = cider(pick)
-    # Per (k, temperature): the best weight for each variant (the first, smallest, on a tie).
-    choices: dict[str, tuple[int, float, float, float, float]] = {
-        "off": (0, 0.0, 0.0, 0.0, sum(table["off"].values()))
+    # Per k: the best (temperature, weight) for each variant (the first, lowest, on a tie).
+    choices: dict[str, tuple[int, dict[str, tuple[float, float]], float]] = {
+        "off": (0, {v: (0.0, 0.0) for v in VARIANTS}, sum(table["off"].values()))
     }
     for k in NEAR:
-        for temperature in TEMPERATURES:
+        cells = [(t, w) for t in TEMPERATURES for w in WEIGHTS]
 
-            def val_cider(weight: float, variant: str, k: int = k,
-                          temperature: float = temperature) -> tuple[float, float]:  # fmt: skip
-                return table[_row(k, temperature, weight)][variant], -weight
+        def val_cider(cell: tuple[float, float], variant: str, k: int = k) -> tuple[float, ...]:
+            return table[_row(k, *cell)][variant], -cell[0], -cell[1]
 
-            best_w = {v: max(WEIGHTS, key=partial(val_cider, variant=v)) for v in VARIANTS}
-            total = sum(table[_row(k, temperature, best_w[v])][v] for v in VARIANTS)
-            choices[f"k {k}, temperature {temperature:g}"] = (
-                k, temperature, best_w["meta"], best_w["none"], total,
-            )  # fmt: skip
-    best = max(choices, key=lambda name: (choices[name][4], name == "off"))
+        best_cell = {v: max(cells, key=partial(val_cider, variant=v)) for v in VARIANTS}
+        total = sum(table[_row(k, *best_cell[v])][v] for v in VARIANTS)
+        choices[f"k {k}"] = (k, best_cell, total)
+    best = max(choices, key=lambda name: (choices[name][2], name == "off"))
     log.info("consensus reranking on val: %s; chose %s", table, choices[best])
     config = json.loads((checkpoint / CONFIG_FILE).read_text())
-    k, temperature, with_meta, bare, _ = choices[best]
-    config.update(consensus_k=k, consensus_temperature=temperature,
-                  consensus_weight=with_meta, consensus_weight_bare=bare)  # fmt: skip
+    k, cell, _ = choices[best]
+    (temperature, with_meta), (temperature_bare, bare) = cell["meta"], cell["none"]
+    config.update(consensus_k=k, consensus_weight=with_meta, consensus_weight_bare=bare,
+                  consensus_temperature=temperature,
+                  consensus_temperature_bare=temperature_bare)  # fmt: skip
     bank.save(checkpoint)
     facts = json.loads((checkpoint / TRAINING_FILE).read_text())
     facts["consensus"] = {"val_clips": len(val), "bank_clips": len(bank),
-                          "chosen": {"k": k, "temperature": temperature, "weight": with_meta,
-                                     "weight_bare": bare},
+                          "chosen": {"k": k, "weight": with_meta, "weight_bare": bare,
+                                     "temperature": temperature,
+                                     "temperature_bare": temperature_bare},
                           "val_cider_d": table}  # fmt: skip
     for name, text in ((CONFIG_FILE, json.dumps(config, indent=2) + "\n"),
                        (TRAINING_FILE, json.dumps(facts, indent=2) + "\n")):  # fmt: skip

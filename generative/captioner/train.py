@@ -214,7 +214,8 @@ def train_captioner(
         tokenizer = CaptionTokenizer.load(Path(opts.init))
         # Its architecture; consensus reranking is tuned again by `foley train caption-bank`.
         opts.model = replace(start.config, consensus_k=0, consensus_weight=0.0,
-                             consensus_weight_bare=0.0, consensus_temperature=0.0)  # fmt: skip
+                             consensus_weight_bare=0.0, consensus_temperature=0.0,
+                             consensus_temperature_bare=0.0)  # fmt: skip
         opts.neighbours = opts.model.neighbours
     else:
         tokenizer = CaptionTokenizer(train_tokenizer(tokenizer_texts(train), opts.vocab_size))
@@ -344,7 +345,9 @@ def _consensus_lines(config: CaptionerConfig, facts: dict[str, Any]) -> list[str
         f"{tuned.get('bank_clips', '?')} clips, `bank.safetensors` + `bank.json`), scored by "
         f"mean log-probability + weight x agreement; weight {config.consensus_weight:g} with "
         f"metadata, {config.consensus_weight_bare:g} without, the near clips weighed by "
-        f"softmax(audio similarity / {config.consensus_temperature:g}) (0: alike), chosen on "
+        f"softmax(audio similarity / temperature), temperature "
+        f"{config.consensus_temperature:g} with metadata and "
+        f"{config.consensus_temperature_bare:g} without (0: alike), chosen on "
         f"{tuned.get('val_clips', '?')} val clips by `foley train caption-bank` (val CIDEr-D "
         f"x 100 without reranking: {100 * off.get('meta', 0):.1f} with metadata, "
         f"{100 * off.get('none', 0):.1f} without).",
