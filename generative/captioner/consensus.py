@@ -113,12 +113,11 @@ def agreement(
         return frequency.vector(text) if frequency else _vector(_grams(text), _uniform)
 
     mine, length = vector(candidate)
-    scores, kept = [], []
-    for other, weight in zip(others, [1.0] * len(others) if weights is None else weights,
+    total, weight_sum = 0.0, 0.0
+    for other, weight in zip(others, np.ones(len(others)) if weights is None else weights,
                              strict=True):  # fmt: skip
         if other == candidate:
             continue
-        kept.append(weight)
         theirs, their_length = vector(other)
         cosine = 0.0
         for (a, norm_a), (b, norm_b) in zip(mine, theirs, strict=True):
@@ -126,9 +125,10 @@ def agreement(
                 shared = sum(min(w, b[g]) * b[g] for g, w in a.items() if g in b)
                 cosine += shared / (norm_a * norm_b)
         penalty = math.exp(-((length - their_length) ** 2) / (2 * LENGTH_SIGMA**2))
-        scores.append(cosine / len(ORDERS) * penalty)
-    total = sum(kept)
-    return sum(w * s for w, s in zip(kept, scores, strict=True)) / total if total else 0.0
+        similarity = cosine / len(ORDERS) * penalty
+        total += weight * similarity
+        weight_sum += weight
+    return total / weight_sum if weight_sum else 0.0
 
 
 def candidates_of(beams: Sequence[str], near: Sequence[str]) -> list[str]:
