@@ -52,13 +52,15 @@ def informative_title(title: Any) -> bool:
     return any(word not in GENERIC_NAME_WORDS for word in words)
 
 
-def metadata_text(metadata: Mapping[str, Any] | None) -> str:
+def metadata_text(metadata: Mapping[str, Any] | None, *, keep_uninformative: bool = False) -> str:
     """The tagged metadata string; a title falls back to the file name's stem. A title that
-    says nothing (`informative_title`) is left out, as if the sound had none."""
+    says nothing (`informative_title`) is left out, as if the sound had none, unless
+    `keep_uninformative` (training, which shows the model such titles on purpose so that the
+    ones this rule misses do not mislead it)."""
     metadata = dict(metadata or {})
     if not metadata.get("title") and metadata.get("file_name"):
         metadata["title"] = Path(str(metadata["file_name"])).stem
-    if not informative_title(metadata.get("title")):
+    if not keep_uninformative and not informative_title(metadata.get("title")):
         metadata.pop("title", None)
     parts = []
     for key, tag in FIELDS:

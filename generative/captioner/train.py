@@ -134,7 +134,8 @@ def fit(
     model.train()
     while step < total:
         for batch_rows in np.array_split(rng.permutation(len(train)), per_epoch):
-            texts = [metadata_text(opts.dropout(train[i].meta, rng)) for i in batch_rows]
+            texts = [metadata_text(opts.dropout(train[i].meta, rng), keep_uninformative=True)
+                     for i in batch_rows]  # fmt: skip
             similar = [[bank.captions[j] for j in example_neighbours(near, i, opts, rng)]
                        if bank is not None else [] for i in batch_rows]  # fmt: skip
             meta = [tokenizer.encode_inputs(t, s, config.max_meta_tokens,

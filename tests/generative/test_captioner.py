@@ -95,6 +95,9 @@ def test_a_title_that_says_nothing_reaches_the_model_as_no_title(
     assert informative_title(title) is informative
     text = metadata_text({"file_name": title, "folder": "Field"})
     assert text.startswith("<title>") is informative and text.endswith("<folder> field")
+    if title:  # training still shows the model such a title (metadata dropout)
+        kept = metadata_text({"file_name": title}, keep_uninformative=True)
+        assert kept.startswith("<title>")
 
 
 def test_caption_is_deterministic_and_segments_long_files(captioner) -> None:  # noqa: ANN001
