@@ -222,10 +222,18 @@ def _generator_to_evaluate(args: argparse.Namespace, settings: Settings) -> tupl
 def cmd_eval_generate(args: argparse.Namespace, settings: Settings) -> int:
     from generative.generator import eval as generate_eval
 
+    chosen = generate_eval.default_settings()
+    if args.setting:
+        by_name = {s.name: s for s in chosen}
+        unknown = [name for name in args.setting if name not in by_name]
+        if unknown:
+            known = "; ".join(by_name)
+            raise CommandError(f"unknown setting {unknown[0]!r}; the settings are: {known}")
+        chosen = [by_name[name] for name in args.setting]
     clap, generator = _generator_to_evaluate(args, settings)
     report = generate_eval.run_eval(
         Path(args.corpus), generator, clap, classes=args.classes, per_class=args.per_class,
-        seconds=args.seconds, seed=args.seed,
+        seconds=args.seconds, seed=args.seed, settings=chosen,
         examples=Path(args.examples) if args.examples else None,
     )  # fmt: skip
     print(generate_eval.format_report(report))
@@ -450,6 +458,11 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument(
+        "--setting",
+        action="append",
+        help="run only this setting (repeat for several; default: all), e.g. 'no retrieval'",
+    )
     p.add_argument(
         "--examples", help="write listening examples (.wav) and a spectrogram sheet here"
     )

@@ -99,6 +99,10 @@ class UNetConfig:
     guidance: float = 2.5
     guidance_mode: str = "both"
     scheduler: str = "ddim"
+    # With retrieval, the query slot holds this share of the neighbours' mean CLAP audio
+    # embedding, the rest the prompt's text embedding (unit-normalised mix): an audio-side
+    # estimate of the prompt for a UNet whose query slot learnt audio embeddings.
+    query_from_neighbours: float = 0.0
 
 
 @dataclass

@@ -9,8 +9,8 @@ retrieval, for head, tail and unseen classes, beside the copy baseline.
    is not a reference: a user's library holds a few sounds of a rare class, which is what
    retrieval is for.
 3. Prompt: the first caption of the class's first reference clip. Per setting (no retrieval;
-   k = 1, 3, 5, 10; then steps and guidance at k = 5) `per_class` sounds, seeds 0, 1, ...;
-   each generated wave is embedded by the same CLAP.
+   k = 1, 3, 5, 10; then steps, guidance and the query mix at k = 5) `per_class` sounds,
+   seeds 0, 1, ...; each generated wave is embedded by the same CLAP.
 4. Per group and setting:
    - FD: Frechet distance between the generated and the reference CLAP audio embeddings,
      both projected on the top `FD_DIMS` principal components of the train embeddings
@@ -55,12 +55,14 @@ class Setting:
     k: int  # neighbours; 0: no retrieval
     steps: int | None = None  # None: the checkpoint's
     guidance: float | None = None
+    mix: float | None = None  # the neighbours' share of the query slot; None: the checkpoint's
 
 
 def default_settings() -> list[Setting]:
     rows = [Setting("no retrieval", 0)] + [Setting(f"k = {k}", k) for k in (1, 3, 5, 10)]
     rows += [Setting("k = 5, 10 steps", 5, steps=10), Setting("k = 5, 50 steps", 5, steps=50)]
-    rows += [Setting(f"k = 5, guidance {g:g}", 5, guidance=g) for g in (1.0, 5.0)]
+    rows += [Setting(f"k = 5, guidance {g:g}", 5, guidance=g) for g in (1.0, 2.5, 7.5)]
+    rows += [Setting(f"k = 5, query mix {m:g}", 5, mix=m) for m in (0.5, 1.0)]
     return rows
 
 
@@ -224,7 +226,7 @@ def run_eval(
             for j in range(per_class):
                 made = generator(cls.prompt, seconds=seconds, neighbours=given, seed=j,
                                  steps=setting.steps, guidance=setting.guidance,
-                                 text_embedding=prompt_text)  # fmt: skip
+                                 text_embedding=prompt_text, query_mix=setting.mix)  # fmt: skip
                 audio = clap.embed_audio([made.wave])[0]
                 if show is not None and j == 0 and setting.name in EXAMPLE_SETTINGS:
                     show.add(cls, setting.name, made)

@@ -132,12 +132,18 @@ class Generator:
         guidance_mode: str | None = None,
         scheduler: str | None = None,
         text_embedding: np.ndarray | None = None,
+        query_mix: float | None = None,
         on_step: Callable[[int, int], None] | None = None,
     ) -> Generation:
         """Generate `seconds` of audio for `prompt`. `text_embedding` stands in for the CLAP
-        (a caller that embedded the prompt already, or a test without a CLAP)."""
+        (a caller that embedded the prompt already, or a test without a CLAP). `query_mix`:
+        the neighbours' share of the query slot (default: the checkpoint's
+        `query_from_neighbours`)."""
         prompt = self.check(prompt, seconds, neighbours)
         u = self.config.unet
+        mix = u.query_from_neighbours if query_mix is None else float(query_mix)
+        if not 0.0 <= mix <= 1.0:
+            raise GenerationError(f"query_mix must be between 0 and 1, got {mix}")
         steps = u.steps if steps is None else int(steps)
         guidance = u.guidance if guidance is None else float(guidance)
         mode = guidance_mode or (u.guidance_mode if neighbours is not None else "text")
@@ -154,7 +160,8 @@ class Generator:
         taken["text"] = time.perf_counter() - started
 
         # 2. Conditions and latent shape: mel frames padded to what VAE and UNet divide.
-        conditions = self.conditions(np.asarray(text_embedding, np.float32), neighbours)
+        query = np.asarray(text_embedding, np.float32)
+        conditions = self.conditions(query_slot(query, neighbours, mix), neighbours)
         frames = self.config.frames(seconds)
         multiple = self.config.frame_multiple
         padded = math.ceil(frames / multiple) * multiple
@@ -195,6 +202,7 @@ class Generator:
             "guidance_mode": mode,
             "scheduler": scheduler or u.scheduler,
             "neighbours": 0 if neighbours is None else len(neighbours.audio),
+            "query_mix": mix if neighbours is not None else 0.0,
             "vocoder": "vocos" if self.vocoder is not None else "griffin-lim",
         }
         return Generation(
@@ -234,6 +242,21 @@ class Generator:
             use_query=torch.ones(1, dtype=torch.bool, device=device),
             use_retrieval=torch.tensor([k > 0], device=device),
         )
+
+
+def query_slot(text: np.ndarray, neighbours: Neighbours | None, mix: float) -> np.ndarray:
+    """What fills the UNet's query slot: the prompt's text embedding, or with neighbours and
+    `mix` > 0, the unit-normalised blend (1 - mix) * text + mix * their mean audio embedding."""
+    if neighbours is None or mix == 0.0 or len(neighbours.audio) == 0:
+        return text
+    if text.ndim != 1:
+        return text  # a malformed prompt embedding: `conditions` names the problem
+    audio = np.asarray(neighbours.audio, np.float32).mean(axis=0)
+    return _unit((1.0 - mix) * _unit(text) + mix * _unit(audio)).astype(np.float32)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-8)
 
 
 # --- building, saving and loading -----------------------------------------------------------

@@ -21,6 +21,7 @@ from generative.generator.pipeline import (  # noqa: E402
     Neighbours,
     build_random_generator,
     load_generator,
+    query_slot,
     save_generator,
 )
 from tests.sounds import SAMPLE_RATE, tone  # noqa: E402
@@ -133,6 +134,25 @@ def test_neighbours_and_masks_reach_the_unet(generator) -> None:  # noqa: ANN001
         _generate(generator, neighbours=_neighbours(5))
 
 
+def test_the_query_slot_mixes_in_the_neighbours_audio_only_when_asked(generator) -> None:  # noqa: ANN001
+    text, near = _unit(0), _neighbours(3)
+    mean = near.audio.mean(axis=0) / np.linalg.norm(near.audio.mean(axis=0))
+    assert np.array_equal(query_slot(text, near, 0.0), text)
+    assert np.array_equal(query_slot(text, None, 1.0), text)  # no neighbours: the prompt alone
+    np.testing.assert_allclose(query_slot(text, near, 1.0), mean, atol=1e-6)
+    half = query_slot(text, near, 0.5)
+    assert np.linalg.norm(half) == pytest.approx(1.0, abs=1e-6)
+    assert half @ text == pytest.approx(half @ mean, abs=1e-5)  # halfway between the two
+    # The mix reaches the UNet: another query, another sound; recorded with the settings.
+    plain = _generate(generator, neighbours=near, seed=3)
+    mixed = _generate(generator, neighbours=near, seed=3, query_mix=1.0)
+    assert plain.settings["query_mix"] == 0.0 and mixed.settings["query_mix"] == 1.0
+    assert not np.allclose(plain.mel, mixed.mel, atol=1e-5)
+    assert _generate(generator, seed=3, query_mix=1.0).settings["query_mix"] == 0.0
+    with pytest.raises(GenerationError, match="query_mix"):
+        _generate(generator, neighbours=near, query_mix=1.5)
+
+
 def test_guidance_modes_give_different_sounds(generator) -> None:  # noqa: ANN001
     waves = {
         mode: _generate(
@@ -176,6 +196,10 @@ def test_cli_refuses_bad_arguments_before_loading_models(
     assert main(["generate", "rain", "--out", out]) == 2  # no generator checkpoint here
     assert "generator checkpoint" in capsys.readouterr().err
     assert not Path(out).exists()
+    corpus = str(tmp_path)
+    assert main(["eval", "generate", "--corpus", corpus, "--setting", "k = 7"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'k = 7'" in err and "k = 5, query mix 1" in err
 
 
 def test_save_load_round_trip(generator, tiny_clap, tmp_path: Path) -> None:  # noqa: ANN001
