@@ -56,6 +56,8 @@ def cmd_train_clap(args: argparse.Namespace, settings: Settings) -> int:
         extra["threads"] = args.threads
     if args.val_clips is not None:
         extra["val_clips"] = args.val_clips
+    if args.positives is not None:
+        extra["positives"] = args.positives
     out = train_clap(
         Path(args.corpus),
         Path(args.out),
@@ -341,6 +343,11 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     p.add_argument("--threads", type=int, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--val-clips", type=int, help="val clips scored during training (default 400)")
+    p.add_argument(
+        "--positives", choices=("own", "label"),
+        help="an audio clip's matches in a batch: its own caption (default) or every caption "
+        "of a clip with the same labels",
+    )  # fmt: skip
     p.set_defaults(func=cmd_train_clap)
     p = train_sub.add_parser("diffatr", help="train the DiffATR reranker over CLAP features")
     p.add_argument("--corpus", required=True)

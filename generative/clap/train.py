@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+POSITIVES = ("own", "label")
 DEFAULT_COMMAND = "foley train clap --corpus DIR --out models/clap-compact --seed 0"
 # Sentence vectors of the corpus captions, computed once (`generative.clap.sentence`).
 SENTENCE_CACHE = Path.home() / ".cache" / "foley" / "sentences"
@@ -88,6 +89,10 @@ class TrainOptions:
     # Each batch draws this share of its clips from the recorded sources (None: as they come),
     # so a corpus mostly synthesized still shows the audio branch recorded sound at every step.
     recorded_share: float | None = None
+    # Which texts of a batch count as an audio clip's matches: "own" (laion-clap's ClipLoss:
+    # its own caption only) or "label" (every caption of a clip with the same labels, weighed
+    # equally), so that two clips of one class in a batch are not pushed apart.
+    positives: str = "own"
     config: dict[str, Any] = field(default_factory=sentence_clap_config)
 
 
@@ -181,6 +186,20 @@ class Captions:
     def pick(self, indices: np.ndarray, rng: np.random.Generator) -> Any:
         rows = self.first[indices] + rng.integers(0, self.count[indices])
         return self.tokens[rows]
+
+
+def same_label_loss(
+    audio: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, kind: torch.Tensor
+) -> torch.Tensor:
+    """ClipLoss with every same-labelled pair a match: audio (B, D) and text (B, D) unit
+    vectors, `kind` (B,) a label-set id per clip. Each row's target spreads evenly over its
+    matches; with all kinds distinct this is ClipLoss exactly."""
+    logits = scale * audio @ text.T  # (B, B): audio i against text j
+    match = (kind[:, None] == kind[None, :]).float()
+    target = match / match.sum(dim=1, keepdim=True)  # symmetric match: same for both ways
+    a2t = -(target * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    t2a = -(target * logits.log_softmax(dim=0)).sum(dim=0).mean()
+    return (a2t + t2a) / 2
 
 
 def val_sample(val: Sequence[Clip], size: int, seed: int) -> list[Clip]:
@@ -301,6 +320,14 @@ class Trainer:
         if opts.init is not None:
             _init_all(self.model, self.config, Path(opts.init))
         self.recorded = np.flatnonzero([c.source == "recorded" for c in clips])
+        if opts.positives not in POSITIVES:
+            raise ValueError(
+                f"positives must be one of {', '.join(POSITIVES)}, not {opts.positives!r}"
+            )
+        kinds: dict[tuple[str, ...], int] = {}
+        self.label_kind = np.asarray(
+            [kinds.setdefault(tuple(sorted(c.labels)), len(kinds)) for c in clips]
+        )
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         _fit_spec_augment(self.model, self.config["audio_cfg"])
         self.audio_input = waveform_input(self.config["audio_cfg"])
@@ -330,7 +357,11 @@ class Trainer:
             group["lr"] = _lr_at(step, self.total, self.opts)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             audio_f, text_f, _, _, scale_a, _ = self.model(self.audio_input(audio), tokens, "cpu")
-            loss = self.loss(audio_f.float(), text_f.float(), scale_a.float())
+            if self.opts.positives == "label":
+                kind = torch.from_numpy(self.label_kind[indices])
+                loss = same_label_loss(audio_f.float(), text_f.float(), scale_a.float(), kind)
+            else:
+                loss = self.loss(audio_f.float(), text_f.float(), scale_a.float())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -534,6 +565,15 @@ def _start(opts: TrainOptions) -> str:
     return "Audio branch: random; text side as above."
 
 
+def _loss_text(opts: TrainOptions) -> str:
+    if opts.positives == "label":
+        return (
+            "laion-clap's `ClipLoss` with every pair of same-labelled clips in a batch a match "
+            "(`same_label_loss`)"
+        )
+    return "laion-clap `ClipLoss`"
+
+
 def _summary(opts: TrainOptions) -> str:
     return ", ".join(f"{k}={v}" for k, v in asdict(opts).items() if k != "config")
 
@@ -560,7 +600,7 @@ def model_card(opts: TrainOptions, facts: dict[str, Any], table: str | None) -> 
         f"budget {opts.max_minutes:g} min) of batch {opts.batch_size} in "
         f"{facts['minutes']:.1f} min on {facts['machine']} ({facts['cpu_minutes']:.0f} "
         f"CPU-minutes); final loss {facts['final_loss']:.3f}.",
-        f"- Loss: laion-clap `ClipLoss`; AdamW lr {opts.lr:g}, weight decay "
+        f"- Loss: {_loss_text(opts)}; AdamW lr {opts.lr:g}, weight decay "
         f"{opts.weight_decay:g}, {opts.warmup_steps} warm-up steps then cosine; "
         f"{facts.get('precision', 'bfloat16 autocast')}; random crops of one window, gain "
         f"±{opts.gain_db:g} dB, a smooth random EQ within ±{opts.eq_db:g} dB, a synthetic room "

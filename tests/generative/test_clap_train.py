@@ -317,3 +317,38 @@ def test_init_starts_every_weight_from_a_checkpoint(corpus: Path, tmp_path: Path
     other = {**tiny_clap_config(), "joint_embed_shape": 16}
     with pytest.raises(ClapLoadError, match="another config"):
         Trainer(clips, TrainOptions(config=other, init=start, val_clips=0))
+
+
+def test_same_label_loss_is_clip_loss_when_labels_differ() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from generative.clap.config import clap_module
+    from generative.clap.train import same_label_loss
+
+    gen = torch.Generator().manual_seed(0)
+    audio = F.normalize(torch.randn(6, 8, generator=gen), dim=-1)
+    text = F.normalize(torch.randn(6, 8, generator=gen), dim=-1)
+    scale = torch.tensor(20.0)
+    own = clap_module().ClipLoss()(audio, text, scale)
+    assert torch.allclose(same_label_loss(audio, text, scale, torch.arange(6)), own)
+    # Two clips of one class whose captions are swapped: ClipLoss counts each caption as the
+    # other clip's mismatch; with same-label matches the pair costs less.
+    swapped = text[[1, 0, 2, 3, 4, 5]]
+    kinds = torch.tensor([0, 0, 1, 2, 3, 4])
+    assert same_label_loss(audio, swapped, scale, kinds) < clap_module().ClipLoss()(
+        audio, swapped, scale
+    )
+
+
+def test_label_positives_train_and_bad_names_are_refused(corpus: Path, tmp_path: Path) -> None:
+    from generative.clap.train import Trainer, TrainOptions, train_clap
+
+    out = train_clap(
+        corpus, tmp_path / "label", seed=0, config=tiny_clap_config(), batch_size=4,
+        max_steps=3, warmup_steps=1, val_clips=0, evaluate=False, positives="label",
+    )  # fmt: skip
+    assert "same-labelled" in (out / CARD_FILE).read_text()
+    clips = [c for c in read_manifest(corpus) if c.split == "train"]
+    with pytest.raises(ValueError, match="positives must be one of own, label"):
+        Trainer(clips, TrainOptions(config=tiny_clap_config(), positives="class", val_clips=0))
