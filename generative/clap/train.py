@@ -95,6 +95,13 @@ class TrainOptions:
     positives: str = "own"
     config: dict[str, Any] = field(default_factory=sentence_clap_config)
 
+    def __post_init__(self) -> None:
+        # Checked here, before a run decodes the corpus.
+        if self.positives not in POSITIVES:
+            raise ValueError(
+                f"positives must be one of {', '.join(POSITIVES)}, not {self.positives!r}"
+            )
+
 
 class AudioBank:
     """Every training clip in one float16 buffer; crops whole windows out of it."""
@@ -320,10 +327,6 @@ class Trainer:
         if opts.init is not None:
             _init_all(self.model, self.config, Path(opts.init))
         self.recorded = np.flatnonzero([c.source == "recorded" for c in clips])
-        if opts.positives not in POSITIVES:
-            raise ValueError(
-                f"positives must be one of {', '.join(POSITIVES)}, not {opts.positives!r}"
-            )
         kinds: dict[tuple[str, ...], int] = {}
         self.label_kind = np.asarray(
             [kinds.setdefault(tuple(sorted(c.labels)), len(kinds)) for c in clips]
