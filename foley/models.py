@@ -201,6 +201,8 @@ def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
         opts.unet_seconds = args.unet_seconds
     if args.train_condition:
         opts.train_condition = args.train_condition
+    if args.init_unet:
+        opts.init_unet = args.init_unet
     try:
         out = train_generator(args.stage, Path(args.corpus), Path(args.out), opts)
     except ValueError as exc:
@@ -411,6 +413,10 @@ def add_model_commands(sub: Any) -> None:
         "--train-condition", choices=["text", "audio"],
         help="the UNet's query slot in training: a caption's CLAP text embedding (default) or "
         "the clip's CLAP audio embedding (AudioLDM); sampling always uses text",
+    )  # fmt: skip
+    p.add_argument(
+        "--init-unet", metavar="FOLDER",
+        help="unet stage: start from this generator's UNet (e.g. to move it to a new CLAP)",
     )  # fmt: skip
     p.set_defaults(func=cmd_train_generator)
 

@@ -47,6 +47,7 @@ from generative.generator.model import (
     build_vae,
     load_part,
     part_digest,
+    read_config,
     read_training,
     save_part,
     write_text,
@@ -75,6 +76,7 @@ class TrainOptions:
     unet_seconds: float = 5.12
     train_condition: str | None = None  # overrides the config's unet.train_condition
     clap_checkpoint: str = ""
+    init_unet: str = ""  # a generator folder whose UNet these weights start from
     command: str = ""
     config: GeneratorConfig = field(default_factory=GeneratorConfig)
 
@@ -345,6 +347,9 @@ def train_unet(
     u.latent_scale = round(1.0 / float(val_latents.std()), 4)
     torch.manual_seed(opts.seed)
     unet = LatentUNet(u, config.vae.latent_channels)
+    if opts.init_unet:  # a warm start: the same UNet, its conditions now from another CLAP
+        load_part(unet, Path(opts.init_unet), "unet")
+        log.info("UNet weights from %s", opts.init_unet)
     noise_schedule: Any = DDPMScheduler(
         num_train_timesteps=u.train_timesteps,
         beta_start=u.beta_start,
@@ -392,6 +397,9 @@ def train_unet(
     facts.update(
         val_before=before, val_after=val_losses(), latent_scale=u.latent_scale, crop_seconds=seconds
     )
+    if opts.init_unet:
+        started_from = read_config(Path(opts.init_unet))
+        facts["init_unet"] = {"from": opts.init_unet, "clap_model_id": started_from.clap_model_id}
     config.clap_model_id = clap.model_id
     config.vae_id = part_digest(out, "vae")
     save_part(unet, out, "unet")
@@ -405,7 +413,6 @@ def train_generator(stage: str, corpus_dir: Path, out: Path, opts: TrainOptions)
     """Train one stage into the checkpoint folder `out` (its config.json, when present, is the
     config every stage shares)."""
     from generative.generator.features import sample_clips
-    from generative.generator.model import read_config
 
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {stage!r}")

@@ -4,6 +4,7 @@ guidance, checkpoints and bad requests."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +305,22 @@ def test_each_stage_trains_a_step_into_a_loadable_checkpoint(
     a = loaded("a dog sound", seconds=1.0, neighbours=_neighbours(2), seed=0)
     b = loaded("a dog sound", seconds=1.0, neighbours=_neighbours(2), seed=0)
     assert np.array_equal(a.wave, b.wave) and np.isfinite(a.wave).all()
+    # A warm start: the UNet stage from this UNet, at learning rate 0, keeps its weights.
+    from safetensors.numpy import load_file
+
+    warm = tmp_path / "warm"
+    shutil.copytree(out, warm)
+    (warm / "unet.safetensors").unlink()
+    opts = TrainOptions(
+        max_steps=1, batch_size=2, threads=1, unet_seconds=0.64, lr=0.0,
+        clap_checkpoint=str(tiny_clap_dir), init_unet=str(out), seed=3,
+    )  # fmt: skip
+    train_generator("unet", corpus, warm, opts)
+    before, after = load_file(out / "unet.safetensors"), load_file(warm / "unet.safetensors")
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    warm_facts = json.loads((warm / "training.json").read_text())["unet"]
+    assert warm_facts["init_unet"] == {"from": str(out), "clap_model_id": tiny_clap.model_id}
     # Retraining the VAE makes the UNet's latents foreign: loading says so.
     train_generator(
         "vae",
