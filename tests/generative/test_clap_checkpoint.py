@@ -14,7 +14,9 @@ from generative.corpus.build import build_corpus
 
 CHECKPOINT = DEFAULT_MODELS_DIR / "clap-compact"
 # Candidates: the first clip of each class in the small corpus. Prompts: classes the card's
-# zero-shot numbers say the model knows; each must rank its own clip first of all twelve.
+# zero-shot numbers say the model knows, asked as a library search asks (the label phrase
+# alone, as in `foley eval clap`'s library protocol); each must rank its own clip first of all
+# twelve.
 CANDIDATES = (
     "siren",
     "applause",
@@ -63,7 +65,7 @@ def test_committed_checkpoint_ranks_the_prompts_classes_first(corpus: Path) -> N
         for name in CANDIDATES
     ]
     audio = model.embed_audio(waves)  # (12, D)
-    text = model.embed_text([f"the sound of {name}" for name in PROMPTS])  # (8, D)
+    text = model.embed_text(list(PROMPTS))  # (8, D)
     sims = text @ audio.T  # (8, D) @ (D, 12) -> (8, 12)
     ranked_first = [CANDIDATES[i] for i in sims.argmax(axis=1)]
     # CPUs with native bfloat16 run the audio branch in bf16, others in float32; a close call
