@@ -326,6 +326,8 @@ def train_unet(
     sr = config.mel.sample_rate
     vae = load_part(build_vae(config.vae), out, "vae")
     vae.requires_grad_(False)
+    # A warm start's folder is read now, so a wrong one fails before features and latents.
+    started_from = read_config(Path(opts.init_unet)) if opts.init_unet else None
     clap = load_clap(Path(opts.clap_checkpoint))
     if clap.dim != u.clap_dim:
         raise ValueError(
@@ -347,7 +349,7 @@ def train_unet(
     u.latent_scale = round(1.0 / float(val_latents.std()), 4)
     torch.manual_seed(opts.seed)
     unet = LatentUNet(u, config.vae.latent_channels)
-    if opts.init_unet:  # a warm start: the same UNet, its conditions now from another CLAP
+    if started_from is not None:  # a warm start: the same UNet, its conditions from another CLAP
         load_part(unet, Path(opts.init_unet), "unet")
         log.info("UNet weights from %s", opts.init_unet)
     noise_schedule: Any = DDPMScheduler(
@@ -397,8 +399,7 @@ def train_unet(
     facts.update(
         val_before=before, val_after=val_losses(), latent_scale=u.latent_scale, crop_seconds=seconds
     )
-    if opts.init_unet:
-        started_from = read_config(Path(opts.init_unet))
+    if started_from is not None:
         facts["init_unet"] = {"from": opts.init_unet, "clap_model_id": started_from.clap_model_id}
     config.clap_model_id = clap.model_id
     config.vae_id = part_digest(out, "vae")
