@@ -180,6 +180,26 @@ def cmd_train_caption_bank(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_train_query_expansion(args: argparse.Namespace, settings: Settings) -> int:
+    from generative.clap.expansion import EXPANSION_FILE, build_expansion
+
+    checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
+    if not checkpoint.is_dir():
+        raise CommandError(f"{checkpoint} is not a compact CLAP checkpoint folder")
+    try:
+        chosen = build_expansion(Path(args.corpus), checkpoint, threads=args.threads)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    table, k, weight = chosen["val_lib_P@10_x_random"], chosen["k"], chosen["weight"]
+    plain = next(value for cell, value in table.items() if cell.endswith("weight 0"))
+    print(
+        f"{chosen['captions']} distinct train captions; k {k}, weight {weight:g}: val library "
+        f"P@10 {table[f'k {k}, weight {weight:g}']:.2f}x random (plain search {plain:.2f}x)"
+    )
+    print(f"written to {checkpoint / EXPANSION_FILE}")
+    return 0
+
+
 def cmd_train_generator(args: argparse.Namespace, settings: Settings) -> int:
     from generative.generator.train import TrainOptions, train_generator
 
@@ -392,6 +412,15 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_train_caption_bank)
+
+    p = train_sub.add_parser(
+        "query-expansion",
+        help="give a CLAP its train-caption bank for expanding text queries; tune it on val",
+    )
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--checkpoint", help="CLAP checkpoint folder (default: settings)")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_train_query_expansion)
 
     p = train_sub.add_parser(
         "generator", help="train one stage of the Re-AudioLDM generator (vae, vocoder, unet)"

@@ -147,7 +147,7 @@ def find_texts(foley: Foley, requests: Sequence[TextRequest]) -> list[TextSearch
     # No filler rows: a batch holds a few texts, and a full one would cost several times
     # their own pass (same vectors to about 1e-7).
     texts: Iterator[np.ndarray] = iter(
-        foley.clap.embed_text(with_clap, fill=False) if with_clap else []
+        foley.clap.embed_query(with_clap, fill=False) if with_clap else []
     )
     wanted = []
     for r in requests:

@@ -54,6 +54,7 @@ LIBRARY_METRICS = (
     ("lib_random_R@50", "random R@50"),
 )
 EVAL_SPLITS = ("test", "ood", "ood-real")
+EXPANDED = "trained, expanded queries"  # the row of a checkpoint with a query expansion
 # "<split>-previous": the split's clips from the sources the corpus had before the recorded
 # Debian packages (synthesized, speech, MIDI and the desktop/OpenTTD sounds), so that a new
 # checkpoint can be compared with an old one on exactly the clips the old one was judged on.
@@ -210,12 +211,14 @@ def embed_clips(model: ClapModel, clips: Sequence[Clip], chunk: int = 64) -> np.
 
 
 def library_metrics(
-    model: ClapModel, audio: np.ndarray, labels: Sequence[set[str]]
+    model: ClapModel, audio: np.ndarray, labels: Sequence[set[str]], expanded: bool = False
 ) -> dict[str, float]:
-    """The library protocol over clips `audio` (N, D) with their `labels`."""
+    """The library protocol over clips `audio` (N, D) with their `labels`; `expanded`: the
+    queries as search asks them (`ClapModel.embed_query`), else their plain text vectors."""
     phrases = sorted(set().union(*labels))
     relevant = np.asarray([[p in own for own in labels] for p in phrases])  # (Q, N)
-    scores = model.embed_text(phrases) @ audio.T  # (Q, D) @ (D, N) -> (Q, N)
+    queries = model.embed_query(phrases) if expanded else model.embed_text(phrases)
+    scores = queries @ audio.T  # (Q, D) @ (D, N) -> (Q, N)
     return library_ranking(scores, relevant)
 
 
@@ -240,15 +243,21 @@ def library_ranking(scores: np.ndarray, relevant: np.ndarray) -> dict[str, float
     }
 
 
-def evaluate_model(model: ClapModel, clips: Sequence[Clip]) -> dict[str, float]:
-    audio = embed_clips(model, clips)
+def evaluate_model(
+    model: ClapModel, clips: Sequence[Clip], audio: np.ndarray | None = None,
+    expanded: bool = False,
+) -> dict[str, float]:  # fmt: skip
+    """Every metric of `model` on `clips` (their audio vectors embedded now unless given);
+    `expanded`: captions and label phrases asked as search asks them (query expansion), the
+    zero-shot prompts plain."""
+    audio = embed_clips(model, clips) if audio is None else audio
     captions = [caption for clip in clips for caption in clip.captions]
     owner = np.asarray([i for i, clip in enumerate(clips) for _ in clip.captions])
-    text = model.embed_text(captions)
+    text = model.embed_query(captions) if expanded else model.embed_text(captions)
     labels = [set(clip.labels) for clip in clips]
     metrics = retrieval_metrics(text, audio, owner, labels)
     metrics["zero_shot_acc"], metrics["classes"] = zero_shot_accuracy(model, audio, labels)
-    metrics.update(library_metrics(model, audio, labels))
+    metrics.update(library_metrics(model, audio, labels, expanded))
     metrics["clips"], metrics["captions"] = len(clips), len(captions)
     return metrics
 
@@ -279,9 +288,12 @@ def evaluate_clap(
         if not chosen:
             log.warning("the corpus has no %s clips", split)
             continue
-        results["splits"][split] = {
-            name: evaluate_model(each, chosen) for name, each in models.items()
-        }
+        audio = embed_clips(model, chosen)
+        found = results["splits"][split] = {"trained": evaluate_model(model, chosen, audio)}
+        if model.expansion is not None:  # the queries as search asks them
+            found[EXPANDED] = evaluate_model(model, chosen, audio, expanded=True)
+        if "random" in models:
+            found["random"] = evaluate_model(models["random"], chosen)
     return results
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from generative.clap.config import CONFIG_FILE, WEIGHTS_FILE, validate_config
+from generative.clap.expansion import QueryExpansion
 from generative.clap.model import _FRONT_END, ClapLoadError, ClapModel, build_random_clap
 from generative.clap.official import load_official
 
@@ -55,8 +56,10 @@ def _load_compact(folder: Path, device: str, batch_size: int) -> ClapModel:
     if missing or unexpected:
         raise ClapLoadError(f"{mismatch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model_id = f"clap-compact:{file_digest(weights)[:12]}"
-    return ClapModel.from_module(model.to(torch.device(device)), config, model_id, device=device,
+    clap = ClapModel.from_module(model.to(torch.device(device)), config, model_id, device=device,
                                  batch_size=batch_size)  # fmt: skip
+    clap.expansion = QueryExpansion.load(folder, model_id)
+    return clap
 
 
 def load_clap(

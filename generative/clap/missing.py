@@ -13,6 +13,8 @@ threshold is the best score that separates the two (most decisions right; both s
 entry per query). Precision and recall of `missing: true` are reported on val and, with the
 same threshold, on test and ood-real, which did not choose it.
 
+The queries are embedded as search embeds them (`ClapModel.embed_query`: with the checkpoint's
+query expansion when it has one), so calibrate again after `foley train query-expansion`.
 The threshold belongs to the CLAP that made the scores: it is written beside the checkpoint's
 weights (`missing.json`) with that CLAP's model id, and ignored under any other CLAP.
 """
@@ -110,7 +112,8 @@ def library_pairs(model: ClapModel, clips: Sequence[Clip]) -> np.ndarray:
     relevant = np.asarray([[p in own for own in labels] for p in phrases])
     keep = relevant.sum(axis=1) < len(library)  # a label every clip has cannot go missing
     audio = embed_clips(model, library)
-    text = model.embed_text([p for p, k in zip(phrases, keep, strict=True) if k])
+    # As search asks them: expanded when the CLAP ships a query expansion.
+    text = model.embed_query([p for p, k in zip(phrases, keep, strict=True) if k])
     return best_scores(text, audio, relevant[keep])
 
 

@@ -41,6 +41,8 @@ from generative.errors import ModelLoadError
 if TYPE_CHECKING:
     import torch
 
+    from generative.clap.expansion import QueryExpansion
+
 log = logging.getLogger(__name__)
 
 # Rebuilt exactly from the config (STFT kernels, mel filter bank), so never stored in fp16.
@@ -76,6 +78,8 @@ class ClapModel:
         self.batch_size = batch_size
         self._tokenize = tokenize
         self._audio_input = audio_input
+        # Moves text queries toward near training captions (`expansion.py`); None: plain.
+        self.expansion: QueryExpansion | None = None
 
     @classmethod
     def from_module(
@@ -125,6 +129,13 @@ class ClapModel:
                 feats = F.normalize(feats[: len(chunk)].float(), dim=-1)
                 out[start : start + len(chunk)] = feats.cpu().numpy()
         return out
+
+    def embed_query(self, texts: Sequence[str], *, fill: bool = True) -> np.ndarray:
+        """(N,) search queries -> (N, D): `embed_text`, expanded when the checkpoint ships a
+        query expansion. Only for searching sounds by description; captions, prompts and
+        labels keep their plain vectors."""
+        vectors = self.embed_text(texts, fill=fill)
+        return vectors if self.expansion is None else self.expansion.expand(vectors)
 
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """(N,) mono float waves at `sample_rate`, any lengths -> (N, D) float32, unit length."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from generative.clap.expansion import QueryExpansion
     from generative.diffatr.features import CorpusFeatures
     from generative.diffatr.pipeline import DiffATR
 
@@ -165,10 +166,30 @@ def tune(
     return steps, float(_best(full)["alpha"]), rows + full
 
 
+def expanded_comparison(
+    lists: CandidateLists, reranker: DiffATR, expansion: QueryExpansion
+) -> dict[str, dict[str, float]]:
+    """The captions asked as search asks them (query expansion): candidates from the expanded
+    vectors, ranked by CLAP alone and by CLAP + DiffATR reading the expanded or the plain
+    query vector."""
+    config = reranker.config
+    moved = candidate_lists(expansion.expand(lists.text), lists.audio, lists.target,
+                            lists.labels, lists.index.shape[1])  # fmt: skip
+    plain = replace(moved, text=lists.text)
+    out = {"clap": rank_metrics(moved, moved.clap)}
+    for name, query in (("diffatr", moved), ("diffatr, plain query", plain)):
+        probs = generate_probs(reranker, query, config.sample_steps)
+        out[name] = rank_metrics(moved, moved.clap + config.alpha * probs)
+    return out
+
+
 def evaluate_rerank(
-    features: CorpusFeatures, reranker: DiffATR, splits: Sequence[str] = EVAL_SPLITS
-) -> dict[str, Any]:
-    """Main table and ablations for each split, at the checkpoint's alpha, steps and top N."""
+    features: CorpusFeatures, reranker: DiffATR, splits: Sequence[str] = EVAL_SPLITS,
+    expansion: QueryExpansion | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Main table and ablations for each split, at the checkpoint's alpha, steps and top N;
+    with `expansion`, the main table again with the captions expanded as search expands
+    queries."""
     config = reranker.config
     report: dict[str, Any] = {
         "alpha": config.alpha,
@@ -195,6 +216,8 @@ def evaluate_rerank(
             },
             "top_n": {},
         }
+        if expansion is not None:
+            result["expanded"] = expanded_comparison(lists, reranker, expansion)
         for n in N_GRID:
             sub = sample.top(n)
             result["top_n"][n] = compare(sub, generate_probs(reranker, sub, config.sample_steps),
@@ -218,6 +241,12 @@ def format_report(report: dict[str, Any]) -> str:
         lines += [f"**{split}** ({result['captions']} captions, {result['clips']} clips)", "", head]
         lines.append(_row("CLAP", result["main"]["clap"]))
         lines.append(_row("CLAP + DiffATR", result["main"]["diffatr"]))
+        if "expanded" in result:
+            moved = result["expanded"]
+            lines.append(_row("CLAP, expanded queries", moved["clap"]))
+            lines.append(_row("CLAP + DiffATR, expanded queries", moved["diffatr"]))
+            lines.append(_row("CLAP + DiffATR, expanded candidates, plain query to DiffATR",
+                              moved["diffatr, plain query"]))  # fmt: skip
         few = f"{result['ablation_captions']} captions drawn with seed 0"
         lines += ["", f"{split}, ablation: alpha ({report['steps']} steps, all captions)", ""]
         lines += [head] + [_row(f"alpha {a}", m) for a, m in result["alpha"].items()]
@@ -249,4 +278,5 @@ def run_eval(
             checkpoint, reranker.config.clap_model_id, clap.model_id,
         )  # fmt: skip
     # No train clip is needed: any cached features of the other splits will do.
-    return evaluate_rerank(corpus_features(corpus_dir, clap, train_clips=0), reranker)
+    features = corpus_features(corpus_dir, clap, train_clips=0)
+    return evaluate_rerank(features, reranker, expansion=clap.expansion)

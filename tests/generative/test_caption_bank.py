@@ -150,3 +150,53 @@ def test_reranking_candidates_are_the_beams_and_the_near_captions(tiny_clap) -> 
         assert all(lp <= 0 for lp in item.logprob)
     off = captioner.caption_candidates(frames, clap, ["", ""], neighbours=False)
     assert all(len(item.texts) == 1 and not item.near for item in off)
+
+
+def test_the_clap_fit_can_overrule_the_neighbours() -> None:
+    from generative.captioner.consensus import choose
+
+    near = ["a dog barks", "a dog barks twice"]
+    texts, logprob = ["a dog barks loudly", "a cat meows"], [-1.0, -1.0]
+    assert choose(texts, logprob, near, 1.0) == texts[0]
+    # CLAP hears a cat: with its fit weighed enough, the cat wins over the neighbours' dog.
+    fit = [0.1, 0.6]
+    assert choose(texts, logprob, near, 1.0, fit=fit, clap_weight=0.5) == texts[0]
+    assert choose(texts, logprob, near, 1.0, fit=fit, clap_weight=4.0) == texts[1]
+
+
+def test_candidates_carry_their_clap_fit_to_the_sound(tiny_clap) -> None:  # noqa: ANN001
+    captioner = build_random_captioner(tiny_clap, seed=0)
+    frames = [np.random.default_rng(2).standard_normal((5, 512)).astype(np.float32)] * 2
+    clap = captioner.bank.embeddings[:2]
+    found = captioner.caption_candidates(frames, clap, ["", ""], consensus_k=3, with_fit=True)
+    for item, audio in zip(found, clap, strict=True):
+        expected = tiny_clap.embed_text(item.texts) @ audio  # (N, D) @ (D,) -> (N,)
+        assert item.fit == pytest.approx(expected.tolist(), abs=1e-5)
+    # Not asked (the default when the config weighs it 0): no CLAP text pass, all 0.
+    plain = captioner.caption_candidates(frames, clap, ["", ""], consensus_k=3)
+    assert all(set(item.fit) == {0.0} for item in plain)
+
+
+def test_tuning_chooses_as_the_captioner_does() -> None:
+    from generative.captioner.consensus import DocumentFrequency, choose
+    from generative.captioner.pipeline import Candidates
+    from generative.captioner.retrieval import _parts, _pick
+
+    near = ["a dog barks", "rain falls hard", "a dog growls", "heavy rain", "a bell"]
+    texts = ["a dog barks loudly", "rain on a roof", *near]
+    logprob, fit = [-0.4, -0.9, -1.5, -1.2, -1.1, -1.3, -2.0], [0.3, 0.5, 0.2, 0.45, 0.25, 0.4, 0.1]
+    found = Candidates(texts, logprob, near, [0.9, 0.7, 0.65, 0.6, 0.2], fit)
+    frequency = DocumentFrequency(near * 3 + ["the sound of a car"])
+    chosen = set()
+    for k in (2, 5):
+        kept = [t for t in texts if t not in near[k:]]
+        rows = [texts.index(t) for t in kept]
+        for temperature, weight, clap_weight in [(0, 0, 0), (0.05, 4, 0), (0, 2, 8), (0.02, 16, 4)]:
+            parts = _parts(found, k, temperature, frequency)
+            assert parts[0] == kept
+            wanted = choose(kept, [found.logprob[i] for i in rows], near[:k], weight, frequency,
+                            found.near_similarity[:k], temperature,
+                            [found.fit[i] for i in rows], clap_weight)  # fmt: skip
+            assert _pick(parts, weight, clap_weight) == wanted
+            chosen.add(wanted)
+    assert len(chosen) > 1  # the settings above do not all choose alike

@@ -53,7 +53,7 @@ def the_long_way(foley: Foley, query: str, k: int) -> list[SoundResult]:
     """Hybrid search as full results all along: every candidate's row read, reranked, fused."""
     reranker = text_reranker(foley)[0]
     assert reranker is not None
-    vector = foley.clap.embed_text([query], fill=False)[0]
+    vector = foley.clap.embed_query([query], fill=False)[0]
     hits = foley.index.search(vector, top_n(reranker, FUSION_DEPTH))
     with foley.catalog.session() as session:
         words = words_search(session, query, FUSION_DEPTH)

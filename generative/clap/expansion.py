@@ -1,0 +1,180 @@
+"""Query expansion: a text query moved toward the training captions that CLAP puts near it.
+
+A description typed into a search box ("an explosion") is short and may use words the corpus
+captions say differently ("a loud blast with debris falling"). Its CLAP text vector is
+moved toward the mean of the text vectors of its k nearest training captions (pseudo-relevance
+feedback on the caption side, as Rocchio did with documents):
+
+    q' = normalise(q + weight x mean of the k train captions' unit vectors nearest to q)
+
+The captions are the corpus train split's (each distinct text once), embedded by the same
+CLAP, and ship beside its weights: `expansion.safetensors` (unit vectors as int8 x 127) and
+`expansion.json` (the CLAP's model id, k, weight and the val table that chose them). A CLAP
+folder without them, or with ones made by another CLAP, searches with the plain vector.
+
+Only text queries are expanded: library sounds are indexed with the plain audio vectors, and
+search by example is untouched. k and weight are chosen on val by the library protocol
+(`foley train query-expansion`); test, ood and ood-real never choose them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EXPANSION_WEIGHTS = "expansion.safetensors"
+EXPANSION_FILE = "expansion.json"
+_SCALE = 127.0
+NEAREST = (10, 25, 50, 100, 200)
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+TUNING_SPLIT = "val"
+
+
+class QueryExpansion:
+    """Unit text vectors of training captions (N, D), and how far a query moves toward its k
+    nearest."""
+
+    def __init__(self, vectors: np.ndarray, k: int, weight: float, clap_model_id: str) -> None:
+        if k < 1 or weight < 0:
+            raise ValueError(f"k must be at least 1 and weight at least 0, got {k} and {weight}")
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.k = min(int(k), len(self.vectors))
+        self.weight = float(weight)
+        self.clap_model_id = clap_model_id
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def expand(self, queries: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """(Q, D) unit query vectors -> (Q, D) unit expanded vectors."""
+        return expand(queries, self.vectors, self.k, self.weight, chunk)
+
+    def save(self, folder: Path, facts: dict[str, Any] | None = None) -> None:
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        quantised = np.clip(np.round(self.vectors * _SCALE), -127, 127).astype(np.int8)
+        save_file({"vectors": quantised}, str(folder / EXPANSION_WEIGHTS))
+        text = {"clap_model_id": self.clap_model_id, "k": self.k, "weight": self.weight,
+                "captions": len(self), **(facts or {})}  # fmt: skip
+        tmp = folder / f".{EXPANSION_FILE}.tmp"
+        tmp.write_text(json.dumps(text, indent=2) + "\n")
+        os.replace(tmp, folder / EXPANSION_FILE)
+
+    @classmethod
+    def load(cls, folder: Path, clap_model_id: str) -> QueryExpansion | None:
+        """The expansion stored in a CLAP folder, if it was made by this CLAP; else None
+        (logged), and the CLAP searches with plain vectors."""
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        path = folder / EXPANSION_FILE
+        if not path.is_file():
+            return None
+        try:
+            text = json.loads(path.read_text())
+            quantised = load_file(str(folder / EXPANSION_WEIGHTS))["vectors"]
+            found = cls(unit(quantised.astype(np.float32) / _SCALE), int(text["k"]),
+                        float(text["weight"]), str(text["clap_model_id"]))  # fmt: skip
+        except Exception as exc:  # a truncated or foreign file: search without expansion
+            log.warning("ignoring the query expansion in %s: %s", folder, exc)
+            return None
+        if found.clap_model_id != clap_model_id:
+            log.warning("ignoring the query expansion in %s: it was made for %s, not %s",
+                        folder, found.clap_model_id, clap_model_id)  # fmt: skip
+            return None
+        return found
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def expand(
+    queries: np.ndarray, bank: np.ndarray, k: int, weight: float, chunk: int = 256
+) -> np.ndarray:
+    """normalise(q + weight x mean of q's k nearest bank rows), per row of `queries`."""
+    queries = np.asarray(queries, dtype=np.float32)
+    if weight == 0 or not len(bank) or not len(queries):
+        return queries.copy()
+    k = min(k, len(bank))
+    out = np.empty_like(queries)
+    for start in range(0, len(queries), chunk):
+        q = queries[start : start + chunk]
+        sims = q @ bank.T  # (C, D) @ (D, N) -> (C, N)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (C, k)
+        moved = q + weight * bank[top].mean(axis=1)  # (C, k, D) -> (C, D)
+        out[start : start + len(q)] = unit(moved)
+    return out
+
+
+def distinct_captions(captions: Sequence[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Each distinct caption text once (its first row), in first-seen order."""
+    first: dict[str, int] = {}
+    for i, text in enumerate(captions):
+        first.setdefault(text, i)
+    rows = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+    return list(first), np.asarray(vectors, dtype=np.float32)[rows]
+
+
+def tune(
+    bank: np.ndarray, phrases: np.ndarray, audio: np.ndarray, relevant: np.ndarray,
+    nearest: Sequence[int] = NEAREST, weights: Sequence[float] = WEIGHTS,
+) -> tuple[tuple[int, float], dict[str, float]]:  # fmt: skip
+    """The (k, weight) with the best library P@10 ÷ random over label phrases (Q, D) against a
+    library `audio` (N, D) with relevance (Q, N), and every cell's value. Weight 0 is plain
+    search; on a tie the smaller k and weight win."""
+    from generative.clap.eval import library_ranking
+
+    table: dict[str, float] = {}
+    best: tuple[float, int, float] | None = None
+    for k in nearest:
+        for weight in weights:
+            expanded = expand(phrases, bank, k, weight)
+            value = library_ranking(expanded @ audio.T, relevant)["lib_P@10_x_random"]
+            table[f"k {k}, weight {weight:g}"] = value
+            if best is None or value > best[0] + 1e-9:
+                best = (value, k, weight)
+    assert best is not None
+    return (best[1], best[2]), table
+
+
+def build_expansion(corpus_dir: Path, clap_checkpoint: Path, *, threads: int = 2) -> dict[str, Any]:
+    """Embed the train captions with the CLAP in `clap_checkpoint`, choose k and weight on
+    val, and write the expansion into that folder; returns what `expansion.json` records."""
+    import torch
+
+    from generative.clap.eval import read_manifest, split_clips
+    from generative.clap.load import load_clap
+    from generative.diffatr.features import corpus_features
+
+    torch.set_num_threads(threads)
+    clap = load_clap(clap_checkpoint)
+    clips = read_manifest(corpus_dir)
+    features = corpus_features(corpus_dir, clap)
+    train = [c for c in clips if c.split == "train"]
+    captions = [caption for c in train for caption in c.captions]
+    texts, bank = distinct_captions(captions, features.text[features.split_captions("train")])
+    log.info("%d train captions, %d distinct", len(captions), len(texts))
+    val = split_clips(clips, TUNING_SPLIT)
+    row = {clip_id: i for i, clip_id in enumerate(features.clip_ids.tolist())}
+    audio = features.audio[[row[c.id] for c in val]]
+    labels = [set(c.labels) for c in val]
+    phrases = sorted(set().union(*labels))
+    relevant = np.asarray([[p in own for own in labels] for p in phrases])  # (Q, N)
+    (k, weight), table = tune(bank, clap.embed_text(phrases), audio, relevant)
+    log.info("query expansion on %s: chose k %d, weight %g (P@10 ÷ random %.2f, plain %.2f)",
+             TUNING_SPLIT, k, weight, table[f"k {k}, weight {weight:g}"],
+             table[f"k {NEAREST[0]}, weight 0"])  # fmt: skip
+    facts = {"tuned_on": TUNING_SPLIT, "val_queries": len(phrases), "val_clips": len(val),
+             "val_lib_P@10_x_random": table}  # fmt: skip
+    QueryExpansion(bank, k, weight, clap.model_id).save(Path(clap_checkpoint), facts)
+    return {"k": k, "weight": weight, "captions": len(texts), **facts}
