@@ -146,16 +146,19 @@ def find_texts(foley: Foley, requests: Sequence[TextRequest]) -> list[TextSearch
     with_clap = [r.query for r in requests if r.mode is not SearchMode.words]
     # No filler rows: a batch holds a few texts, and a full one would cost several times
     # their own pass (same vectors to about 1e-7).
-    texts: Iterator[np.ndarray] = iter(
-        foley.clap.embed_query(with_clap, fill=False) if with_clap else []
+    plain = foley.clap.embed_text(with_clap, fill=False) if with_clap else np.zeros((0, 1))
+    # The index is searched with the expanded query (`generative.clap.expansion`); DiffATR,
+    # trained on plain caption vectors, reads the plain one (it reranked best so).
+    texts: Iterator[tuple[np.ndarray, np.ndarray]] = zip(
+        foley.clap.expand(plain) if with_clap else [], plain, strict=True
     )
     wanted = []
     for r in requests:
-        vector = None if r.mode is SearchMode.words else next(texts)
+        vector, query = (None, None) if r.mode is SearchMode.words else next(texts)
         # Hybrid ranks both lists deeper than k, for fusion to choose from.
         depth = max(r.k, FUSION_DEPTH) if r.mode is SearchMode.hybrid else r.k
         words = None if r.mode is SearchMode.audio else r.query
-        wanted.append(_Wanted(vector, depth, r.flt, r.rerank, words))
+        wanted.append(_Wanted(vector, depth, r.flt, r.rerank, words, query))
     with foley.catalog.session() as session:
         rankings = _rank_many(foley, session, wanted)
         lists = [_final(r, ranking) for r, ranking in zip(requests, rankings, strict=True)]
@@ -225,6 +228,9 @@ class _Wanted:
     flt: SearchFilter | None
     rerank: bool
     words: str | None
+    # What DiffATR reads as the query, when not `vector` (the plain text vector of an
+    # expanded query).
+    rerank_query: np.ndarray | None = None
 
 
 @dataclass
@@ -269,13 +275,20 @@ def _rank_many(foley: Foley, session: Session, wanted: Sequence[_Wanted]) -> lis
     lists = [i for i, ranked in enumerate(by_audio) if reranked[i] and ranked]
     if lists:
         assert reranker is not None
-        pairs = [(cast(np.ndarray, wanted[i].vector), by_audio[i]) for i in lists]
+        pairs = [
+            (cast(np.ndarray, _first(wanted[i].rerank_query, wanted[i].vector)), by_audio[i])
+            for i in lists
+        ]
         for i, ranked in zip(lists, rerank_lists(reranker, pairs, vectors), strict=True):
             by_audio[i] = ranked
     return [
         _Ranking(audio[: w.depth], words, score)
         for w, audio, words, score in zip(wanted, by_audio, by_words, best, strict=True)
     ]
+
+
+def _first(*vectors: np.ndarray | None) -> np.ndarray | None:
+    return next((v for v in vectors if v is not None), None)
 
 
 def _vectors_of_present(

@@ -134,7 +134,10 @@ class ClapModel:
         """(N,) search queries -> (N, D): `embed_text`, expanded when the checkpoint ships a
         query expansion. Only for searching sounds by description; captions, prompts and
         labels keep their plain vectors."""
-        vectors = self.embed_text(texts, fill=fill)
+        return self.expand(self.embed_text(texts, fill=fill))
+
+    def expand(self, vectors: np.ndarray) -> np.ndarray:
+        """Plain query vectors (N, D) -> the vectors search ranks with (`embed_query`)."""
         return vectors if self.expansion is None else self.expansion.expand(vectors)
 
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:

@@ -53,7 +53,8 @@ def the_long_way(foley: Foley, query: str, k: int) -> list[SoundResult]:
     """Hybrid search as full results all along: every candidate's row read, reranked, fused."""
     reranker = text_reranker(foley)[0]
     assert reranker is not None
-    vector = foley.clap.embed_query([query], fill=False)[0]
+    plain = foley.clap.embed_text([query], fill=False)[0]
+    vector = foley.clap.expand(plain[None])[0]  # the index is searched with the expanded query
     hits = foley.index.search(vector, top_n(reranker, FUSION_DEPTH))
     with foley.catalog.session() as session:
         words = words_search(session, query, FUSION_DEPTH)
@@ -61,7 +62,7 @@ def the_long_way(foley: Foley, query: str, k: int) -> list[SoundResult]:
         sounds = {s.id: s for s in session.scalars(select(Sound).where(Sound.id.in_(ids)))}
         by_audio = [full_result(sounds[h.id], h.score, clap_score=h.score) for h in hits]
         by_words = [full_result(sounds[i], score, words_score=score) for i, score in words]
-    by_audio = rerank_results(foley, reranker, vector, by_audio)[:FUSION_DEPTH]
+    by_audio = rerank_results(foley, reranker, plain, by_audio)[:FUSION_DEPTH]
     return reciprocal_rank_fusion(by_audio, by_words)[:k]
 
 
