@@ -5,10 +5,6 @@ near clips' captions (consensus reranking, as in nearest-neighbour captioning: t
 most like its neighbours' captions is the safest).
 
 score(c) = mean log-probability per token of c under the model + weight x agreement(c)
-           + clap_weight x fit(c)
-fit(c)       = cosine of c's CLAP text vector and the sound's CLAP audio vector: whether the
-               words name what CLAP hears (the candidate most like its neighbours may still be
-               the neighbours' class, not the sound's)
 agreement(c) = weighted mean over the near clips' captions n (other than c itself) of
                CIDEr-D's similarity of c to n: the mean over n-gram orders 1..4 of the
                cosine of their tf-idf vectors (the candidate's counts clipped to n's), times
@@ -23,7 +19,7 @@ The n-grams' document frequencies are those of the bank's captions, so words eve
 has ("the sound of") count for little and the words that name the sound for much. It replaced
 the mean n-gram F1 (the comparison is in the captioner's model card).
 
-The weights, the temperature and the number of near clips are chosen on val
+The weight, the temperature and the number of near clips are chosen on val
 (`retrieval.py`) and kept in the config.
 """
 
@@ -148,16 +144,13 @@ def choose(
     frequency: DocumentFrequency | None = None,
     near_similarity: Sequence[float] | None = None,
     temperature: float = 0.0,
-    fit: Sequence[float] | None = None,
-    clap_weight: float = 0.0,
 ) -> str:
-    """The candidate with the best likelihood + weight x agreement + clap_weight x fit; the
-    first on a tie. `near_similarity`: the near clips' audio similarity to the sound, weighed
-    at `temperature` (`near_weights`); `fit`: each candidate's CLAP cosine to the sound."""
+    """The candidate with the best likelihood + weight x agreement; the first on a tie.
+    `near_similarity`: the near clips' audio similarity to the sound, weighed at
+    `temperature` (`near_weights`)."""
     weights = None if near_similarity is None else near_weights(near_similarity, temperature)
-    fits = [0.0] * len(candidates) if fit is None or not clap_weight else fit
     scores = [
-        lp + weight * agreement(c, near, frequency, weights) + clap_weight * f
-        for c, lp, f in zip(candidates, logprob, fits, strict=True)
+        lp + weight * agreement(c, near, frequency, weights)
+        for c, lp in zip(candidates, logprob, strict=True)
     ]
     return candidates[int(np.argmax(scores))]

@@ -73,15 +73,6 @@ def caption_metrics(
     return out
 
 
-def cider_d(references: Mapping[str, Sequence[str]], predictions: Mapping[str, str]) -> float:
-    """Corpus-level CIDEr-D alone (tuning asks it of many choices)."""
-    from pycocoevalcap.cider.cider import Cider
-
-    gts = {k: [_tokens(r) for r in references[k]] for k in predictions}
-    res = {k: [_tokens(predictions[k]) or "empty"] for k in predictions}
-    return float(Cider().compute_score(gts, res)[0])
-
-
 @functools.cache
 def _meteor() -> Any:
     """One METEOR 1.5 Java process per Python process (it takes seconds to load its tables);

@@ -63,10 +63,6 @@ class CaptionerConfig:
     # sound over this temperature, so the closest count most; 0: all the same.
     consensus_temperature: float = 0.0  # with metadata
     consensus_temperature_bare: float = 0.0  # without
-    # How well each candidate fits the sound by CLAP (cosine of the candidate's text vector and
-    # the sound's audio vector) joins the score with this weight; 0: not asked.
-    consensus_clap_weight: float = 0.0  # with metadata
-    consensus_clap_weight_bare: float = 0.0  # without
     max_caption_tokens: int = 40
     num_beams: int = 2
     clap_model_id: str | None = None  # the CLAP whose frames it was trained on

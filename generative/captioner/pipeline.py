@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from generative.clap.model import ClapModel
 
 BATCH_SIZE = 16
-_TEXT_VECTORS = 50_000  # candidate texts whose CLAP vectors a captioner keeps
 
 
 @dataclass
@@ -73,7 +72,6 @@ class Candidates:
     logprob: list[float]
     near: list[str]
     near_similarity: list[float] = field(default_factory=list)  # CLAP audio cosine to the sound
-    fit: list[float] = field(default_factory=list)  # each text's CLAP cosine to the sound
 
 
 @dataclass
@@ -109,7 +107,6 @@ class Captioner:
         self.model_id = model_id
         self.bank = bank
         self._tag_text: np.ndarray | None = None
-        self._text_vectors: dict[str, np.ndarray] = {}  # CLAP text vectors of candidates
 
     @property
     def clap_model_id(self) -> str | None:
@@ -119,17 +116,6 @@ class Captioner:
     @property
     def clap_matches(self) -> bool:
         return self.config.clap_model_id in (None, self.clap.model_id)
-
-    def fit(self, texts: Sequence[str], audio: np.ndarray) -> list[float]:
-        """Each text's CLAP cosine to its sound's audio vector (N,) x (N, D); text vectors are
-        kept, since the bank's captions recur across sounds."""
-        new = list(dict.fromkeys(t for t in texts if t not in self._text_vectors))
-        if new:
-            if len(self._text_vectors) + len(new) > _TEXT_VECTORS:
-                self._text_vectors.clear()
-            self._text_vectors.update(zip(new, self.clap.embed_text(new), strict=True))
-        vectors = np.stack([self._text_vectors[t] for t in texts]) if texts else audio[:0]
-        return np.einsum("nd,nd->n", vectors, audio).astype(float).tolist()  # (N, D) . (N, D)
 
     def tag_text(self) -> np.ndarray:
         """(K, D) CLAP text embeddings of the tag prompts, computed once."""
@@ -225,19 +211,17 @@ class Captioner:
         frequency = self.bank.frequency if self.bank is not None else None
         # (weight, temperature): a sound with metadata, a sound without
         settings = {
-            True: (config.consensus_weight, config.consensus_temperature,
-                   config.consensus_clap_weight),
-            False: (config.consensus_weight_bare, config.consensus_temperature_bare,
-                    config.consensus_clap_weight_bare),
-        }  # fmt: skip
+            True: (config.consensus_weight, config.consensus_temperature),
+            False: (config.consensus_weight_bare, config.consensus_temperature_bare),
+        }
         out = []
         for c, text in zip(found, meta_texts, strict=True):
             if not c.near:
                 out.append(c.texts[0])
                 continue
-            weight, temperature, clap_weight = settings[bool(text)]
+            weight, temperature = settings[bool(text)]
             out.append(choose(c.texts, c.logprob, c.near, weight, frequency, c.near_similarity,
-                              temperature, c.fit, clap_weight))  # fmt: skip
+                              temperature))  # fmt: skip
         return out
 
     def caption_candidates(
@@ -249,17 +233,13 @@ class Captioner:
         batch_size: int = BATCH_SIZE,
         neighbours: bool = True,
         consensus_k: int | None = None,
-        with_fit: bool | None = None,
     ) -> list[Candidates]:
         """Per item: the beam search's caption alone, or, with consensus reranking on
         (`consensus_k`, default the config's), every final beam and the `consensus_k` nearest
-        training clips' captions, each with the model's mean log-probability per token and,
-        `with_fit` (default: when the config weighs it), its CLAP fit to the sound."""
+        training clips' captions, each with the model's mean log-probability per token."""
         import torch
 
         config = self.config
-        if with_fit is None:
-            with_fit = bool(config.consensus_clap_weight or config.consensus_clap_weight_bare)
         usable = neighbours and self.bank is not None
         k_enc = config.neighbours if usable else 0
         k_con = (config.consensus_k if consensus_k is None else consensus_k) if usable else 0
@@ -299,13 +279,10 @@ class Captioner:
                 owners = torch.as_tensor(rows).to(device)
                 logprob = self.model.logprob(on_device, padded.to(device), owners)
                 logprob_list = logprob.float().cpu().tolist()
-                every = [t for found in texts_of for t in found]
-                fits = self.fit(every, clap[start:end][rows]) if with_fit else [0.0] * len(every)
                 at = 0
                 for found, similar, sim in zip(texts_of, near, sims, strict=True):
                     out.append(Candidates(found, logprob_list[at : at + len(found)],
-                                          similar[:k_con], sim[:k_con],
-                                          fits[at : at + len(found)]))  # fmt: skip
+                                          similar[:k_con], sim[:k_con]))  # fmt: skip
                     at += len(found)
         return out
 
