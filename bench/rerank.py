@@ -115,6 +115,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows["CLAP text embedding (1 query)"] = timed(
         lambda i: clap.embed_text([QUERIES[i % len(QUERIES)]]), args.queries
     )
+    if clap.expansion is not None:  # what search adds to a text query's embedding
+        plain = clap.embed_text(QUERIES)
+        rows[f"query expansion (1 query, {len(clap.expansion)} captions)"] = timed(
+            lambda i: clap.expand(plain[i % len(QUERIES)][None]), args.queries
+        )
     rows[f"ANN top {args.n} of {args.points} (Qdrant Edge)"] = bench_ann(
         clap.dim, args.points, args.n, args.queries, rng
     )

@@ -77,6 +77,12 @@ def test_the_expansion_is_stored_beside_its_clap_and_only_read_for_it(
     query = loaded.embed_query(["a tone"])
     assert query == pytest.approx(expand(tiny_clap.embed_text(["a tone"]), bank, 2, 1.0), abs=0.01)
     assert not np.allclose(query, tiny_clap.embed_text(["a tone"]), atol=1e-3)
+    # The evaluation asks the queries both ways.
+    from generative.clap.eval import EXPANDED, evaluate_clap
+
+    report = evaluate_clap(tmp_path / "corpus", checkpoint, ("test",), baseline=False)["splits"]
+    assert set(report["test"]) == {"trained", EXPANDED}
+    assert report["test"][EXPANDED]["lib_queries"] == report["test"]["trained"]["lib_queries"] == 3
     # Made by another CLAP, or unreadable: searched without.
     assert QueryExpansion.load(checkpoint, "clap-compact:another") is None
     (checkpoint / EXPANSION_WEIGHTS).write_bytes(b"not safetensors")
