@@ -3,7 +3,7 @@
 The base set is the compact CLAP's audio embeddings of a seeded draw of corpus clips; the
 queries are its text embeddings of captions of other clips (held out of the base set, so no
 query has its own clip in the library). Both are cached under ~/.cache/foley/bench, keyed by
-the CLAP's model id; a whole-corpus cache written by `generative.diffatr.features` is used
+the CLAP's model id; a whole-corpus cache written by `generative.clap.features` is used
 instead when one exists.
 
 `grow` extends the base set to N points the way a large library differs from a small one:
@@ -96,8 +96,8 @@ def _embed(corpus: Path, clap_dir: Path, model_id: str, n_clips: int, seed: int)
     captions = [clips[i].captions[seed % len(clips[i].captions)] for i in held]
     corpus_cache = _corpus_cache(corpus, model_id)
     if corpus_cache is not None:
+        from generative.clap.features import corpus_features
         from generative.clap.load import load_clap
-        from generative.diffatr.features import corpus_features
 
         log.info("using the corpus feature cache %s", corpus_cache)
         features = corpus_features(corpus, load_clap(clap_dir))

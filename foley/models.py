@@ -181,7 +181,8 @@ def cmd_train_caption_bank(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train_query_expansion(args: argparse.Namespace, settings: Settings) -> int:
-    from generative.clap.expansion import EXPANSION_FILE, build_expansion
+    from generative.clap.expansion import EXPANSION_FILE
+    from generative.clap.expansion_build import build_expansion
 
     checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
     if not checkpoint.is_dir():

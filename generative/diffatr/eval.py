@@ -21,7 +21,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from generative.clap.expansion import QueryExpansion
-    from generative.diffatr.features import CorpusFeatures
+    from generative.clap.features import CorpusFeatures
     from generative.diffatr.pipeline import DiffATR
 
 log = logging.getLogger(__name__)
@@ -265,8 +265,8 @@ def run_eval(
     """Load the features (cached) and the reranker, and evaluate on test and ood."""
     import torch
 
+    from generative.clap.features import corpus_features
     from generative.clap.load import load_clap
-    from generative.diffatr.features import corpus_features
     from generative.diffatr.pipeline import load_diffatr
 
     torch.set_num_threads(threads)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from generative.diffatr.features import CorpusFeatures, corpus_features
+from generative.clap.features import CorpusFeatures, corpus_features
 from generative.diffatr.model import DiffATRConfig
 
 if TYPE_CHECKING:

@@ -15,11 +15,10 @@ from generative.clap.expansion import (
     EXPANSION_FILE,
     EXPANSION_WEIGHTS,
     QueryExpansion,
-    build_expansion,
     distinct_captions,
     expand,
-    tune,
 )
+from generative.clap.expansion_build import build_expansion, tune
 from tests.generative.test_clap_missing import unit, write_corpus
 
 

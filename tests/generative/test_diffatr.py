@@ -119,7 +119,7 @@ def test_load_reports_a_broken_checkpoint(tmp_path: Path) -> None:
 
 def synthetic_features(clips: int = 60, captions: int = 3, dim: int = 8, seed: int = 0):  # noqa: ANN201
     """Clips in 6 classes; each caption is its clip's vector plus noise."""
-    from generative.diffatr.features import CorpusFeatures
+    from generative.clap.features import CorpusFeatures
 
     rng = np.random.default_rng(seed)
     classes = unit(rng, 6, dim)
@@ -263,7 +263,7 @@ def write_mini_corpus(root: Path) -> Path:
 
 
 def test_corpus_features_are_cached_and_subset(tmp_path: Path, tiny_clap) -> None:  # noqa: ANN001
-    from generative.diffatr.features import corpus_features
+    from generative.clap.features import corpus_features
 
     corpus = write_mini_corpus(tmp_path / "corpus")
     full = corpus_features(corpus, tiny_clap)

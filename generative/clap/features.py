@@ -1,5 +1,6 @@
 """Frozen CLAP features of a whole corpus, embedded once and cached in `<corpus>/cache/`,
-keyed by the CLAP's model id. DiffATR trains and is evaluated on them."""
+keyed by the CLAP's model id. DiffATR trains and is evaluated on them, and the query expansion
+(`expansion_build.py`) is built and tuned on them."""
 
 from __future__ import annotations
 
