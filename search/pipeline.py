@@ -146,11 +146,15 @@ def find_texts(foley: Foley, requests: Sequence[TextRequest]) -> list[TextSearch
     with_clap = [r.query for r in requests if r.mode is not SearchMode.words]
     # No filler rows: a batch holds a few texts, and a full one would cost several times
     # their own pass (same vectors to about 1e-7).
-    plain = foley.clap.embed_text(with_clap, fill=False) if with_clap else np.zeros((0, 1))
+    plain = (
+        foley.clap.embed_text(with_clap, fill=False)
+        if with_clap
+        else np.zeros((0, foley.clap.dim), dtype=np.float32)
+    )
     # The index is searched with the expanded query (`generative.clap.expansion`); DiffATR,
     # trained on plain caption vectors, reads the plain one (it reranked best so).
     texts: Iterator[tuple[np.ndarray, np.ndarray]] = zip(
-        foley.clap.expand(plain) if with_clap else [], plain, strict=True
+        foley.clap.expand(plain), plain, strict=True
     )
     wanted = []
     for r in requests:
@@ -214,7 +218,7 @@ def search_vector(
 ) -> list[SoundResult]:
     """The sounds nearest to a CLAP vector, best first; DiffATR reranks them with `rerank`."""
     with foley.catalog.session() as session:
-        ranking = _rank_many(foley, session, [_Wanted(vector, k, flt, rerank, None)])[0]
+        ranking = _rank_many(foley, session, [_Wanted(vector, k, flt, rerank, None, vector)])[0]
         return _results(session, ranking.by_audio[:k])
 
 
@@ -228,9 +232,9 @@ class _Wanted:
     flt: SearchFilter | None
     rerank: bool
     words: str | None
-    # What DiffATR reads as the query, when not `vector` (the plain text vector of an
-    # expanded query).
-    rerank_query: np.ndarray | None = None
+    # What DiffATR reads as the query: the plain text vector of an expanded query, else
+    # `vector` itself.
+    rerank_query: np.ndarray | None
 
 
 @dataclass
@@ -275,20 +279,13 @@ def _rank_many(foley: Foley, session: Session, wanted: Sequence[_Wanted]) -> lis
     lists = [i for i, ranked in enumerate(by_audio) if reranked[i] and ranked]
     if lists:
         assert reranker is not None
-        pairs = [
-            (cast(np.ndarray, _first(wanted[i].rerank_query, wanted[i].vector)), by_audio[i])
-            for i in lists
-        ]
+        pairs = [(cast(np.ndarray, wanted[i].rerank_query), by_audio[i]) for i in lists]
         for i, ranked in zip(lists, rerank_lists(reranker, pairs, vectors), strict=True):
             by_audio[i] = ranked
     return [
         _Ranking(audio[: w.depth], words, score)
         for w, audio, words, score in zip(wanted, by_audio, by_words, best, strict=True)
     ]
-
-
-def _first(*vectors: np.ndarray | None) -> np.ndarray | None:
-    return next((v for v in vectors if v is not None), None)
 
 
 def _vectors_of_present(

@@ -210,13 +210,19 @@ def embed_clips(model: ClapModel, clips: Sequence[Clip], chunk: int = 64) -> np.
     return out
 
 
+def library_queries(labels: Sequence[set[str]]) -> tuple[list[str], np.ndarray]:
+    """The library protocol's queries over clips with these `labels`: each distinct label
+    phrase, sorted, and which clips are relevant to it, (Q, N) bool."""
+    phrases = sorted(set().union(*labels))
+    return phrases, np.asarray([[p in own for own in labels] for p in phrases])
+
+
 def library_metrics(
     model: ClapModel, audio: np.ndarray, labels: Sequence[set[str]], expanded: bool = False
 ) -> dict[str, float]:
     """The library protocol over clips `audio` (N, D) with their `labels`; `expanded`: the
     queries as search asks them (`ClapModel.embed_query`), else their plain text vectors."""
-    phrases = sorted(set().union(*labels))
-    relevant = np.asarray([[p in own for own in labels] for p in phrases])  # (Q, N)
+    phrases, relevant = library_queries(labels)  # (Q,), (Q, N)
     queries = model.embed_query(phrases) if expanded else model.embed_text(phrases)
     scores = queries @ audio.T  # (Q, D) @ (D, N) -> (Q, N)
     return library_ranking(scores, relevant)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,18 +38,36 @@ _SCALE = 127.0
 
 class QueryExpansion:
     """Unit text vectors of training captions (N, D), and how far a query moves toward its k
-    nearest."""
+    nearest. Loaded from a folder, the vectors are read at the first expansion, not at load:
+    a process that never searches by description (a worker captioning, `foley index`) never
+    holds them."""
 
     def __init__(self, vectors: np.ndarray, k: int, weight: float, clap_model_id: str) -> None:
+        self._vectors: np.ndarray | None = np.asarray(vectors, dtype=np.float32)
+        self._count = len(self._vectors)
+        self._path: Path | None = None
+        self._lock = threading.Lock()
         if k < 1 or weight < 0:
             raise ValueError(f"k must be at least 1 and weight at least 0, got {k} and {weight}")
-        self.vectors = np.asarray(vectors, dtype=np.float32)
-        self.k = min(int(k), len(self.vectors))
+        self.k = min(int(k), self._count)
         self.weight = float(weight)
         self.clap_model_id = clap_model_id
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return self._count
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """(N, D) float32 unit vectors (dequantised from the file on first use)."""
+        if self._vectors is None:
+            with self._lock:
+                if self._vectors is None:
+                    from safetensors.numpy import load_file
+
+                    assert self._path is not None
+                    quantised = load_file(str(self._path))["vectors"]
+                    self._vectors = unit(quantised.astype(np.float32) / _SCALE)
+        return self._vectors
 
     def expand(self, queries: np.ndarray, chunk: int = 256) -> np.ndarray:
         """(Q, D) unit query vectors -> (Q, D) unit expanded vectors."""
@@ -69,17 +88,22 @@ class QueryExpansion:
     @classmethod
     def load(cls, folder: Path, clap_model_id: str) -> QueryExpansion | None:
         """The expansion stored in a CLAP folder, if it was made by this CLAP; else None
-        (logged), and the CLAP searches with plain vectors."""
-        from safetensors.numpy import load_file
+        (logged), and the CLAP searches with plain vectors. Only the description and the
+        weights file's header are read here."""
+        from safetensors import safe_open
 
         folder = Path(folder)
         path = folder / EXPANSION_FILE
         if not path.is_file():
             return None
+        weights = folder / EXPANSION_WEIGHTS
         try:
             text = json.loads(path.read_text())
-            quantised = load_file(str(folder / EXPANSION_WEIGHTS))["vectors"]
-            found = cls(unit(quantised.astype(np.float32) / _SCALE), int(text["k"]),
+            with safe_open(str(weights), framework="np") as handle:
+                shape = handle.get_slice("vectors").get_shape()
+            if len(shape) != 2:
+                raise ValueError(f"vectors of shape {shape}, not (captions, dimensions)")
+            found = cls(np.zeros((shape[0], 0), dtype=np.float32), int(text["k"]),
                         float(text["weight"]), str(text["clap_model_id"]))  # fmt: skip
         except Exception as exc:  # a truncated or foreign file: search without expansion
             log.warning("ignoring the query expansion in %s: %s", folder, exc)
@@ -88,6 +112,7 @@ class QueryExpansion:
             log.warning("ignoring the query expansion in %s: it was made for %s, not %s",
                         folder, found.clap_model_id, clap_model_id)  # fmt: skip
             return None
+        found._vectors, found._path = None, weights
         return found
 
 

@@ -47,7 +47,7 @@ def build_expansion(corpus_dir: Path, clap_checkpoint: Path, *, threads: int = 2
     val, and write the expansion into that folder; returns what `expansion.json` records."""
     import torch
 
-    from generative.clap.eval import read_manifest, split_clips
+    from generative.clap.eval import library_queries, read_manifest, split_clips
     from generative.clap.features import corpus_features
     from generative.clap.load import load_clap
 
@@ -62,9 +62,7 @@ def build_expansion(corpus_dir: Path, clap_checkpoint: Path, *, threads: int = 2
     val = split_clips(clips, TUNING_SPLIT)
     row = {clip_id: i for i, clip_id in enumerate(features.clip_ids.tolist())}
     audio = features.audio[[row[c.id] for c in val]]
-    labels = [set(c.labels) for c in val]
-    phrases = sorted(set().union(*labels))
-    relevant = np.asarray([[p in own for own in labels] for p in phrases])  # (Q, N)
+    phrases, relevant = library_queries([set(c.labels) for c in val])  # (Q,), (Q, N)
     (k, weight), table = tune(bank, clap.embed_text(phrases), audio, relevant)
     log.info("query expansion on %s: chose k %d, weight %g (P@10 ÷ random %.2f, plain %.2f)",
              TUNING_SPLIT, k, weight, table[f"k {k}, weight {weight:g}"],

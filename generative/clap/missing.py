@@ -104,12 +104,10 @@ def choose_threshold(pairs: np.ndarray) -> float:
 
 def library_pairs(model: ClapModel, clips: Sequence[Clip]) -> np.ndarray:
     """The (present, absent) best scores of every label phrase of `clips` as a library."""
-    from generative.clap.eval import embed_clips
+    from generative.clap.eval import embed_clips, library_queries
 
     library = [c for c in clips if c.variant in ("", "plain")]
-    labels = [set(c.labels) for c in library]
-    phrases = sorted(set().union(*labels))
-    relevant = np.asarray([[p in own for own in labels] for p in phrases])
+    phrases, relevant = library_queries([set(c.labels) for c in library])
     keep = relevant.sum(axis=1) < len(library)  # a label every clip has cannot go missing
     audio = embed_clips(model, library)
     # As search asks them: expanded when the CLAP ships a query expansion.
