@@ -182,7 +182,7 @@ def cmd_train_caption_bank(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_train_query_expansion(args: argparse.Namespace, settings: Settings) -> int:
     from generative.clap.expansion import EXPANSION_FILE
-    from generative.clap.expansion_build import build_expansion
+    from generative.clap.expansion_build import NEAREST, build_expansion, cell
 
     checkpoint = Path(args.checkpoint or settings.clap_checkpoint)
     if not checkpoint.is_dir():
@@ -191,11 +191,12 @@ def cmd_train_query_expansion(args: argparse.Namespace, settings: Settings) -> i
         chosen = build_expansion(Path(args.corpus), checkpoint, threads=args.threads)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    table, k, weight = chosen["val_lib_P@10_x_random"], chosen["k"], chosen["weight"]
-    plain = next(value for cell, value in table.items() if cell.endswith("weight 0"))
+    table = chosen["val_lib_P@10_x_random"]
+    picked = cell(chosen["k"], chosen["weight"], chosen["audio_weight"])
     print(
-        f"{chosen['captions']} distinct train captions; k {k}, weight {weight:g}: val library "
-        f"P@10 {table[f'k {k}, weight {weight:g}']:.2f}x random (plain search {plain:.2f}x)"
+        f"{chosen['captions']} distinct train captions of {chosen['clips']} clips; {picked}: "
+        f"val library P@10 {table[picked]:.2f}x random (plain search "
+        f"{table[cell(NEAREST[0], 0.0)]:.2f}x)"
     )
     print(f"written to {checkpoint / EXPANSION_FILE}")
     return 0
