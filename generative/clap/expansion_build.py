@@ -54,8 +54,9 @@ def tune(
 
 
 def build_expansion(corpus_dir: Path, clap_checkpoint: Path, *, threads: int = 2) -> dict[str, Any]:
-    """Embed the train captions with the CLAP in `clap_checkpoint`, choose k and weight on
-    val, and write the expansion into that folder; returns what `expansion.json` records."""
+    """Embed the train captions and clips with the CLAP in `clap_checkpoint`, choose k and
+    both weights on val, and write the expansion into that folder; returns what
+    `expansion.json` records."""
     import torch
 
     from generative.clap.eval import library_queries, read_manifest, split_clips
@@ -96,11 +97,9 @@ def caption_sounds(
 ) -> CaptionSounds:
     """The clips behind each distinct caption (in `distinct_captions` order): the audio of
     every clip that carries a caption (rows of `audio`, renumbered), and which ones carry each."""
-    owners: dict[str, list[int]] = {}
+    owners: dict[str, dict[int, None]] = {}  # each caption's clips, once each, in order
     for text, clip in zip(captions, caption_clip.tolist(), strict=True):
-        found = owners.setdefault(text, [])
-        if clip not in found:
-            found.append(clip)
+        owners.setdefault(text, {})[clip] = None
     used = sorted({clip for found in owners.values() for clip in found})
     renumber = {clip: i for i, clip in enumerate(used)}
     return CaptionSounds.from_owners(
